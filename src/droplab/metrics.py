@@ -1,0 +1,136 @@
+"""Metric names (the only place they are spelled) and pure helpers for the honest gap.
+
+Per-epoch keys are logged with ``step = epoch`` (from 1). ``train/*`` is the training split
+evaluated in eval mode (dropout off), measured exactly like ``val/*``; ``train_running/loss``
+is the mean loss of the epoch's batches with dropout on, the optimisation signal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+TRAIN_LOSS = "train/loss"
+TRAIN_AUPRC = "train/auprc"
+TRAIN_AUROC = "train/auroc"
+VAL_LOSS = "val/loss"
+VAL_AUPRC = "val/auprc"
+VAL_AUROC = "val/auroc"
+GAP_LOSS = "gap/loss"
+GAP_AUPRC = "gap/auprc"
+TRAIN_RUNNING_LOSS = "train_running/loss"
+
+EPOCH_KEYS = (
+    TRAIN_LOSS,
+    TRAIN_AUPRC,
+    TRAIN_AUROC,
+    VAL_LOSS,
+    VAL_AUPRC,
+    VAL_AUROC,
+    GAP_LOSS,
+    GAP_AUPRC,
+    TRAIN_RUNNING_LOSS,
+)
+
+BEST_EPOCH = "best/epoch"
+BEST_VAL_LOSS = "best/val_loss"
+BEST_VAL_AUPRC = "best/val_auprc"
+BEST_GAP_LOSS = "best/gap_loss"
+FINAL_GAP_LOSS = "final/gap_loss"
+FINAL_VAL_AUPRC = "final/val_auprc"
+TEST_AUPRC = "test/auprc"
+TEST_AUROC = "test/auroc"
+TEST_LOSS = "test/loss"
+
+SUMMARY_KEYS = (
+    BEST_EPOCH,
+    BEST_VAL_LOSS,
+    BEST_VAL_AUPRC,
+    BEST_GAP_LOSS,
+    FINAL_GAP_LOSS,
+    FINAL_VAL_AUPRC,
+)
+
+# Which way is better, for choosing the best epoch and for Optuna study directions.
+MAXIMIZE = "maximize"
+MINIMIZE = "minimize"
+DIRECTIONS: dict[str, str] = {
+    VAL_AUPRC: MAXIMIZE,
+    VAL_AUROC: MAXIMIZE,
+    VAL_LOSS: MINIMIZE,
+    GAP_LOSS: MINIMIZE,
+    BEST_VAL_AUPRC: MAXIMIZE,
+    BEST_VAL_LOSS: MINIMIZE,
+    BEST_GAP_LOSS: MINIMIZE,
+    FINAL_GAP_LOSS: MINIMIZE,
+    FINAL_VAL_AUPRC: MAXIMIZE,
+}
+MONITORS = (VAL_AUPRC, VAL_AUROC, VAL_LOSS)
+OBJECTIVES = tuple(k for k in DIRECTIONS if k.startswith(("best/", "final/")))
+
+# The per-epoch metric a pruner sees for each objective, and whether to report its running best
+# (``best/val_auprc`` can only improve, so its intermediate value is the best so far).
+EPOCH_SOURCE: dict[str, tuple[str, bool]] = {
+    BEST_VAL_AUPRC: (VAL_AUPRC, True),
+    BEST_VAL_LOSS: (VAL_LOSS, True),
+    BEST_GAP_LOSS: (GAP_LOSS, False),
+    FINAL_GAP_LOSS: (GAP_LOSS, False),
+    FINAL_VAL_AUPRC: (VAL_AUPRC, False),
+}
+
+
+def gaps(epoch: Mapping[str, float]) -> dict[str, float]:
+    """The gap metrics of one epoch: positive means the model fits training better."""
+    return {
+        GAP_LOSS: epoch[VAL_LOSS] - epoch[TRAIN_LOSS],
+        GAP_AUPRC: epoch[TRAIN_AUPRC] - epoch[VAL_AUPRC],
+    }
+
+
+def is_better(monitor: str, candidate: float, incumbent: float | None) -> bool:
+    """Whether ``candidate`` beats ``incumbent`` for ``monitor`` (ties keep the earlier epoch)."""
+    if incumbent is None or math.isnan(incumbent):
+        return not math.isnan(candidate)
+    if DIRECTIONS[monitor] == MAXIMIZE:
+        return candidate > incumbent
+    return candidate < incumbent
+
+
+def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str, float]:
+    """Summary metrics of a run from its per-epoch history (epochs numbered from 1).
+
+    Returns:
+        ``best/*`` at the epoch where ``monitor`` was best, and ``final/*`` at the last epoch.
+    """
+    if not history:
+        return {}
+    best_i = 0
+    for i, epoch in enumerate(history):
+        if is_better(monitor, epoch[monitor], history[best_i][monitor] if i else None):
+            best_i = i
+    best, last = history[best_i], history[-1]
+    return {
+        BEST_EPOCH: float(best_i + 1),
+        BEST_VAL_LOSS: best[VAL_LOSS],
+        BEST_VAL_AUPRC: best[VAL_AUPRC],
+        BEST_GAP_LOSS: best[GAP_LOSS],
+        FINAL_GAP_LOSS: last[GAP_LOSS],
+        FINAL_VAL_AUPRC: last[VAL_AUPRC],
+    }
+
+
+def reduction(gap: float, baseline_gap: float) -> float:
+    """Overfitting reduction ``1 - gap / gap_baseline`` (nan when the baseline does not overfit)."""
+    if baseline_gap <= 0 or math.isnan(baseline_gap):
+        return math.nan
+    return 1.0 - gap / baseline_gap
+
+
+def study_count(state: str) -> str:
+    """Parent-run metric counting a study's trials in ``state`` (e.g. ``study/n_complete``)."""
+    return f"study/n_{state.lower()}"
+
+
+def study_best(objective: str) -> str:
+    """Parent-run metric holding the study's best value of ``objective``."""
+    return f"study/best_{objective.replace('/', '_')}"

@@ -1,0 +1,156 @@
+"""Optuna storages, the trial-slot lock and recovery of trials left RUNNING by dead workers.
+
+``study.n_trials`` counts finished trials exactly, also with several workers: a worker takes
+a trial slot under a lock (``flock`` on a file beside local storages, a PostgreSQL advisory
+lock for shared servers), so two workers never both start "the last" trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from droplab.config import Config, ConfigError, mask_secrets, runs_dir, study_storage
+
+HOST, PID = "droplab.host", "droplab.pid"
+RUN_ID = "droplab.run_id"
+FAIL_REASON = "droplab.fail_reason"
+# Slots are taken by trials that are finished or under way; failed ones are run again.
+SLOT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def is_journal(url: str) -> bool:
+    return url.endswith(".journal")
+
+
+def check_storage(cfg: Config) -> str:
+    """The storage URL for ``cfg``; refuses several workers on one SQLite file."""
+    url = study_storage(cfg)
+    if cfg.study.workers > 1 and url.startswith("sqlite:"):
+        raise ConfigError(
+            f"study.storage={mask_secrets(url)} with study.workers={cfg.study.workers}: several "
+            "processes on one SQLite file fail with 'database is locked'; use a journal file "
+            "(study.storage=runs/optuna.journal, the default for workers > 1) or postgresql://..."
+        )
+    if not (is_journal(url) or "://" in url):
+        raise ConfigError(
+            f"study.storage={mask_secrets(url)} is neither an RDB URL (sqlite:///..., "
+            "postgresql://...) nor a journal file (*.journal)"
+        )
+    return url
+
+
+def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
+    """An Optuna storage for ``url``: RDB (with heartbeat) or a journal file.
+
+    Raises:
+        ConfigError: the storage cannot be reached or created (one line, secrets masked).
+    """
+    try:
+        if is_journal(url):
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(url))
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_seconds,
+            grace_period=None if heartbeat_seconds is None else 2 * heartbeat_seconds,
+            engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+        )
+    except Exception as exc:  # SQLAlchemy, OS and driver errors all mean "unreachable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"study.storage={mask_secrets(url)} is unreachable: "
+                          f"{mask_secrets(first)}") from None
+
+
+@contextlib.contextmanager
+def slot_lock(storage: BaseStorage, url: str, study_name: str, cfg: Config) -> Iterator[None]:
+    """Serialise 'count the slots, then take one' between workers of one study."""
+    if isinstance(storage, RDBStorage) and url.startswith("postgresql"):
+        key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+        with storage.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+        return
+    lock_dir = Path(url).parent if is_journal(url) else runs_dir(cfg)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{url}|{study_name}".encode()).hexdigest()[:12]
+    with open(lock_dir / f".slots-{digest}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def slots_taken(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=SLOT_STATES))
+
+
+def finished(study: optuna.Study) -> int:
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def claim(trial: optuna.Trial) -> None:
+    """Record which process runs ``trial``, so a later start can tell if it died."""
+    trial.set_user_attr(HOST, socket.gethostname())
+    trial.set_user_attr(PID, os.getpid())
+
+
+def _dead_here(trial: FrozenTrial) -> bool:
+    """RUNNING on this host, but its process is gone (killed with SIGKILL, OOM, power loss)."""
+    if trial.user_attrs.get(HOST) != socket.gethostname() or PID not in trial.user_attrs:
+        return False
+    pid = int(trial.user_attrs[PID])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_stale(
+    study: optuna.Study, on_failed: Callable[[FrozenTrial, str], None]
+) -> list[int]:
+    """Fail the RUNNING trials whose worker is dead; returns their numbers.
+
+    Local workers are checked by process id (immediate); RDB storages also fail trials whose
+    heartbeat stopped, which covers workers on other machines.
+    """
+    failed: list[int] = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _dead_here(trial):
+            reason = f"worker pid {trial.user_attrs[PID]} died while running the trial"
+            storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            on_failed(trial, reason)
+            failed.append(trial.number)
+    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None:
+        before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        for trial in study.get_trials(deepcopy=False):
+            if trial.number in before - after:
+                on_failed(trial, "worker stopped sending heartbeats")
+                failed.append(trial.number)
+    return failed

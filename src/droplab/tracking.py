@@ -1,0 +1,302 @@
+"""The only module that talks to MLflow: run hierarchy, batched per-epoch metrics, run states.
+
+A :class:`Tracker` is the small interface the rest of droplab uses; the base class is the null
+implementation (training runs without MLflow in unit tests), :class:`MlflowTracker` writes
+through ``MlflowClient`` so that droplab, not MLflow's exit hooks, decides each run's state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from droplab import config as C
+from droplab import interrupts, metrics, plots
+from droplab.config import Config
+from droplab.model import MLP
+from droplab.data import Dataset, prepare
+from droplab.training import EpochHook, FitResult, TrialStopped, fit, progress_bar
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" banners
+
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
+
+KIND = "droplab.kind"
+STATE = "droplab.state"
+REASON = "droplab.failure"
+CONFIG_HASH = "droplab.config_hash"
+DATA_DIGEST = "droplab.data_digest"
+GIT_COMMIT = "droplab.git_commit"
+GIT_DIRTY = "droplab.git_dirty"
+PARENT = "mlflow.parentRunId"
+
+
+class Tracker:
+    """Null tracker: every call is accepted and nothing is written."""
+
+    def start(self, name: str, kind: str, tags: Mapping[str, str], parent_id: str | None) -> str:
+        return uuid.uuid4().hex
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(
+        self, run_id: str, values: Mapping[str, float], step: int | None = None
+    ) -> None: ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None: ...
+
+    def log_dataset(self, run_id: str, data: Dataset) -> None: ...
+
+    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None: ...
+
+    def reopen(self, run_id: str) -> None: ...
+
+    def end(self, run_id: str, status: str, state: str, reason: str | None = None) -> None: ...
+
+
+class MlflowTracker(Tracker):
+    """Writes to the MLflow store at ``uri`` under one experiment (created once, race-safe)."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        self.experiment_id = self._experiment(experiment, artifact_location)
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(name, artifact_location=artifact_location))
+        except MlflowException:  # another worker created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def start(self, name: str, kind: str, tags: Mapping[str, str], parent_id: str | None) -> str:
+        all_tags = {KIND: kind, **tags}
+        if parent_id is not None:
+            all_tags[PARENT] = parent_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow accepts 100 params per batch
+            self.client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
+
+    def log_metrics(
+        self, run_id: str, values: Mapping[str, float], step: int | None = None
+    ) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in values.items()]
+        self.client.log_batch(run_id, metrics=batch, synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        self.client.log_batch(run_id, tags=batch, synchronous=True)
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def log_dataset(self, run_id: str, data: Dataset) -> None:
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        # The digest is ours (over the raw table); MLflow would otherwise hash the arrays again.
+        with warnings.catch_warnings():  # MLflow guesses a source type for a plain string
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(
+                data.x_train.cpu().numpy()[:0],
+                targets=data.y_train.cpu().numpy()[:0],
+                source=data.source,
+                name=data.source,
+                digest=data.digest[:32],
+            )
+        tag = InputTag(key="mlflow.data.context", value="training")
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
+
+    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None:
+        import mlflow
+        import mlflow.pytorch
+        from mlflow.models import infer_signature
+
+        model = model.cpu().eval()
+        with torch.no_grad():
+            logits = model(example).numpy()
+        signature = infer_signature(example.numpy(), logits)
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=run_id):
+            # Naming the requirement skips MLflow's slow inference of the environment.
+            mlflow.pytorch.log_model(
+                model, name="model", signature=signature, input_example=example.numpy(),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+        # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
+        self.client.update_run(run_id, status="RUNNING")
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def end(self, run_id: str, status: str, state: str, reason: str | None = None) -> None:
+        tags = {STATE: state}
+        if reason:
+            tags[REASON] = reason
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, status=status)
+
+
+def make_tracker(cfg: Config) -> Tracker:
+    """The MLflow tracker for ``cfg`` (its SQLite store under ``paths.runs`` by default)."""
+    if not cfg.tracking.enabled:
+        return Tracker()
+    uri = C.tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        C.runs_dir(cfg).mkdir(parents=True, exist_ok=True)
+    return MlflowTracker(uri, C.experiment_name(cfg), C.artifact_root(cfg))
+
+
+@functools.cache
+def git_state() -> tuple[str, bool]:
+    """``(commit, dirty)`` of the working directory's repository, ``("unknown", False)`` if none."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return commit, bool(status.strip())
+
+
+def run_tags(cfg: Config, data: Dataset) -> dict[str, str]:
+    """Tags that identify what a run computed and from which code."""
+    commit, dirty = git_state()
+    return {
+        CONFIG_HASH: C.config_hash(cfg),
+        DATA_DIGEST: data.digest,
+        GIT_COMMIT: commit,
+        GIT_DIRTY: str(dirty).lower(),
+    }
+
+
+def run_params(cfg: Config) -> dict[str, Any]:
+    """The whole resolved config, flattened to dotted keys, secrets masked."""
+    return {k: C.mask_secrets(v) if isinstance(v, str) else v
+            for k, v in C.flatten(C.to_dict(cfg)).items()}
+
+
+@dataclass
+class TrackedFit:
+    run_id: str
+    result: FitResult
+
+
+def _epoch_logger(tracker: Tracker, run_id: str, seen: list[dict[str, float]]) -> EpochHook:
+    def log(epoch: int, values: Mapping[str, float]) -> None:
+        seen.append(dict(values))
+        tracker.log_metrics(run_id, values, step=epoch)  # one log_batch per epoch
+
+    return log
+
+
+def run_fit(
+    cfg: Config,
+    tracker: Tracker,
+    *,
+    kind: str,
+    name: str,
+    parent_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    hooks: Sequence[EpochHook] = (),
+    data: Dataset | None = None,
+    log_model: bool = False,
+    on_start: Callable[[str], None] | None = None,
+) -> TrackedFit:
+    """One fit inside one MLflow run whose final state droplab sets itself.
+
+    The data is loaded before the run is created, so bad data leaves no run behind. A hook
+    that raises :class:`TrialStopped` ends the run KILLED (state PRUNED); any other error or
+    an interrupt ends it FAILED with the reason; success ends it FINISHED.
+    """
+    data = data or prepare(cfg.data, cfg.seed)
+    run_id = tracker.start(name, kind, {**run_tags(cfg, data), **(tags or {})}, parent_id)
+    seen: list[dict[str, float]] = []
+    try:
+        if on_start is not None:
+            on_start(run_id)
+        tracker.log_params(run_id, run_params(cfg))
+        tracker.log_dataset(run_id, data)
+        result = fit(cfg, data, hooks=[_epoch_logger(tracker, run_id, seen), *hooks])
+        tracker.log_metrics(run_id, result.summary)
+        if cfg.tracking.activations:
+            _log_activations(tracker, run_id, result, cfg.seed)
+        if log_model:
+            tracker.log_model(run_id, result.model, result.data.x_val[:5].cpu())
+    except TrialStopped as exc:
+        tracker.log_metrics(run_id, metrics.summarize(seen, cfg.train.monitor))
+        tracker.end(run_id, KILLED, PRUNED, str(exc))
+        raise
+    except BaseException as exc:
+        tracker.end(run_id, FAILED, FAIL, failure_reason(exc))
+        raise
+    tracker.end(run_id, FINISHED, COMPLETE)
+    return TrackedFit(run_id, result)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a run stopped."""
+    if isinstance(exc, interrupts.Interrupted):
+        return f"interrupted by {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by SIGINT"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _log_activations(tracker: Tracker, run_id: str, result: FitResult, seed: int) -> None:
+    if not isinstance(tracker, MlflowTracker):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plots.activations(result.model, result.data.x_val[:64].cpu(), seed,
+                                 Path(tmp) / "activations.png")
+        tracker.log_artifact(run_id, path)
+
+
+def train(cfg: Config, progress: bool = False) -> TrackedFit:
+    """``droplab train``: one run of kind ``train`` in the experiment's MLflow store."""
+    data = prepare(cfg.data, cfg.seed)  # bad data stops here, before any store is created
+    tracker = make_tracker(cfg)
+    hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
+    return run_fit(
+        cfg, tracker, kind="train", name=f"train-{cfg.name}", data=data, hooks=hooks,
+        log_model=cfg.tracking.log_model,
+    )
