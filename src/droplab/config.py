@@ -274,7 +274,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _type_error(key, value, hint)
-        return dict(value)
+        return _numbers(dict(value))
     if origin is list:
         if not isinstance(value, list):
             raise _type_error(key, value, hint)
@@ -283,11 +283,27 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     if hint is int and isinstance(value, bool):
         raise _type_error(key, value, hint)
     if isinstance(value, hint):
         return value
     raise _type_error(key, value, hint)
+
+
+def _numbers(value: Any) -> Any:
+    """Inside free-form maps (search space, grid), read ``1e-3`` as the number it means."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _type_error(key: str, value: Any, hint: Any) -> ConfigError:

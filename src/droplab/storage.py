@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -62,12 +63,14 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
             return JournalStorage(JournalFileBackend(url))
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_seconds,
-            grace_period=None if heartbeat_seconds is None else 2 * heartbeat_seconds,
-            engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
-        )
+        with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_seconds,
+                grace_period=None if heartbeat_seconds is None else 2 * heartbeat_seconds,
+                engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+            )
     except Exception as exc:  # SQLAlchemy, OS and driver errors all mean "unreachable"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"study.storage={mask_secrets(url)} is unreachable: "
