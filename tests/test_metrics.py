@@ -8,8 +8,12 @@ from droplab import metrics as M
 
 
 def _epoch(train_loss: float, val_loss: float, val_auprc: float) -> dict[str, float]:
-    record = {M.TRAIN_LOSS: train_loss, M.VAL_LOSS: val_loss, M.TRAIN_AUPRC: 0.9,
-              M.VAL_AUPRC: val_auprc}
+    record = {
+        M.TRAIN_LOSS: train_loss,
+        M.VAL_LOSS: val_loss,
+        M.TRAIN_AUPRC: 0.9,
+        M.VAL_AUPRC: val_auprc,
+    }
     record.update(M.gaps(record))
     return record
 

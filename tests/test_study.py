@@ -32,8 +32,10 @@ def test_suggest_is_a_pure_function_of_trial_and_space() -> None:
     trial = FixedTrial({"model.dropout": 0.25, "model.width": 128})
     # suggested values come back as dotted config overrides
     assert space.suggest(trial, cfg.study.space) == {"model.dropout": 0.25, "model.width": 128}
-    fixed = {"train.lr": {"type": "fixed", "value": 0.01},
-             "model.activation": {"type": "categorical", "choices": ["relu", "gelu"]}}
+    fixed = {
+        "train.lr": {"type": "fixed", "value": 0.01},
+        "model.activation": {"type": "categorical", "choices": ["relu", "gelu"]},
+    }
     # fixed values pass through; categorical ones are drawn from the trial
     out = space.suggest(FixedTrial({"model.activation": "gelu"}), fixed)
     assert out == {"train.lr": 0.01, "model.activation": "gelu"}
@@ -43,8 +45,13 @@ def test_default_space_and_baselines() -> None:
     cfg = load_config()
     # the default experiment searches dropout in [0, 0.8] and width in [16, 1024] (log)
     assert cfg.study.space["model.dropout"]["high"] == 0.8
-    assert cfg.study.space["model.width"] == {"type": "int", "low": 16, "high": 1024,
-                                              "log": True, "role": "scientific"}
+    assert cfg.study.space["model.width"] == {
+        "type": "int",
+        "low": 16,
+        "high": 1024,
+        "log": True,
+        "role": "scientific",
+    }
     # dropout-0 controls at the low, geometric middle and high widths
     widths = [p["model.width"] for p in space.baseline_params(cfg)]
     assert widths == [16, 128, 1024]
@@ -70,7 +77,8 @@ def test_four_trial_study_builds_the_mlflow_tree(tmp_path: Path) -> None:
         assert child.data.tags[tracking.STATE] == tracking.COMPLETE
     # each trial knows its MLflow run
     assert {t.user_attrs["droplab.run_id"] for t in study.trials} == {
-        c.info.run_id for c in children}
+        c.info.run_id for c in children
+    }
     # the parent holds the study summary and is closed
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics[M.study_count("COMPLETE")] == 4
@@ -94,8 +102,11 @@ def test_resume_runs_nothing_and_extension_adds_the_difference(tmp_path: Path) -
 
 def test_changed_search_space_is_refused(tmp_path: Path) -> None:
     run(study_config(tmp_path, "study.n_trials=1", "study.baselines=false"))
-    changed = study_config(tmp_path, "study.n_trials=2",
-                           "study.space={model.dropout: {type: float, low: 0.0, high: 0.5}}")
+    changed = study_config(
+        tmp_path,
+        "study.n_trials=2",
+        "study.space={model.dropout: {type: float, low: 0.0, high: 0.5}}",
+    )
     # the same study name with another space is a config error, not a mixed study
     with pytest.raises(ConfigError, match="another search space"):
         run(changed)
@@ -120,8 +131,13 @@ def test_nan_trial_fails_with_reason_and_study_goes_on(tmp_path: Path) -> None:
 
 
 def test_all_trials_failing_is_an_error(tmp_path: Path) -> None:
-    cfg = study_config(tmp_path, "study.n_trials=2", "train.optimizer=sgd", "train.lr=1e12",
-                       "study.baselines=false")
+    cfg = study_config(
+        tmp_path,
+        "study.n_trials=2",
+        "train.optimizer=sgd",
+        "train.lr=1e12",
+        "study.baselines=false",
+    )
     # when every trial fails the study says so and exits non-zero
     with pytest.raises(StudyFailed, match="all 2 trials failed"):
         run(cfg)
@@ -132,8 +148,15 @@ def test_all_trials_failing_is_an_error(tmp_path: Path) -> None:
 
 def test_pruned_trial_is_a_killed_run(tmp_path: Path) -> None:
     lr_space = "study.space={train.lr: {type: float, low: 1e-8, high: 0.1, log: true}}"
-    cfg = study_config(tmp_path, lr_space, "study.n_trials=2", "study.pruner=median",
-                       "study.startup_trials=1", "study.warmup_epochs=0", "train.epochs=4")
+    cfg = study_config(
+        tmp_path,
+        lr_space,
+        "study.n_trials=2",
+        "study.pruner=median",
+        "study.startup_trials=1",
+        "study.warmup_epochs=0",
+        "train.epochs=4",
+    )
     study = open_study(cfg, study_storage(cfg))
     study.enqueue_trial({"train.lr": 0.05})
     study.enqueue_trial({"train.lr": 1e-8})  # learns nothing: worse than the median at epoch 1
@@ -150,8 +173,12 @@ def test_pruned_trial_is_a_killed_run(tmp_path: Path) -> None:
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path: Path) -> None:
-    cfg = study_config(tmp_path, "study.n_trials=5", "study.sampler=nsga2",
-                       "study.objectives=[best/val_auprc, best/gap_loss]")
+    cfg = study_config(
+        tmp_path,
+        "study.n_trials=5",
+        "study.sampler=nsga2",
+        "study.objectives=[best/val_auprc, best/gap_loss]",
+    )
     run(cfg)
     study = load(cfg)
     # two objectives: maximise val AUPRC, minimise the gap
@@ -160,16 +187,25 @@ def test_multi_objective_study_has_a_pareto_front(tmp_path: Path) -> None:
     front = study.best_trials
     assert front
     for a in front:
-        assert not any(b.values[0] >= a.values[0] and b.values[1] <= a.values[1]
-                       and b.values != a.values for b in study.trials if b.values)
+        assert not any(
+            b.values[0] >= a.values[0] and b.values[1] <= a.values[1] and b.values != a.values
+            for b in study.trials
+            if b.values
+        )
 
 
 @pytest.mark.parametrize("sampler", ["random", "qmc", "gp", "cmaes", "tpe"])
 def test_samplers_are_seeded(tmp_path: Path, sampler: str) -> None:
     params = []
     for attempt in range(2):
-        cfg = study_config(tmp_path / str(attempt), "study.n_trials=4", f"study.sampler={sampler}",
-                           "study.baselines=false", "train.epochs=1", "data.rows=600")
+        cfg = study_config(
+            tmp_path / str(attempt),
+            "study.n_trials=4",
+            f"study.sampler={sampler}",
+            "study.baselines=false",
+            "train.epochs=1",
+            "data.rows=600",
+        )
         run(cfg)
         params.append([t.params for t in load(cfg).trials])
     # the same sampler seed proposes the same trials
@@ -185,7 +221,9 @@ def test_sqlite_with_several_workers_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "runs").exists()
 
 
-def test_unreachable_storage_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_storage_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = "postgresql://nobody:secret@127.0.0.1:1/none"
     code = main(["study", "/dev/null", f"paths.runs={tmp_path}/runs", f"study.storage={bad}"])
     err = capsys.readouterr().err
@@ -211,15 +249,19 @@ def test_two_workers_on_a_journal_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_study_on_postgresql(tmp_path: Path) -> None:
     name = unique_name()
-    cfg = study_config(tmp_path, f"study.storage={POSTGRES}", f"study.name={name}",
-                       "study.n_trials=3")
+    cfg = study_config(
+        tmp_path, f"study.storage={POSTGRES}", f"study.name={name}", "study.n_trials=3"
+    )
     run(cfg)
     study = optuna.load_study(study_name=name, storage=POSTGRES)
     # the study lives on the real PostgreSQL server with its trials and parent run id
     assert states(study) == {"COMPLETE": 3}
     assert study.user_attrs["droplab.parent_run_id"]
-    resumed = run(study_config(tmp_path, f"study.storage={POSTGRES}", f"study.name={name}",
-                               "study.n_trials=4"))
+    resumed = run(
+        study_config(
+            tmp_path, f"study.storage={POSTGRES}", f"study.name={name}", "study.n_trials=4"
+        )
+    )
     # and resumes there like anywhere else
     assert resumed.started == 1
     optuna.delete_study(study_name=name, storage=POSTGRES)

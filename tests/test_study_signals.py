@@ -32,13 +32,23 @@ SLOW_TRIAL = ["data.rows=6000", "train.epochs=400", "study.baselines=false"]
 
 
 def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
-    args = [f"paths.runs={tmp_path / 'runs'}", "name=s", "study.pruner=none",
-            "study.n_trials=2", "train.threads=1", SMALL_SPACE, *SLOW_TRIAL, *extra]
+    args = [
+        f"paths.runs={tmp_path / 'runs'}",
+        "name=s",
+        "study.pruner=none",
+        "study.n_trials=2",
+        "train.threads=1",
+        SMALL_SPACE,
+        *SLOW_TRIAL,
+        *extra,
+    ]
     exp = tmp_path / "exp.yaml"
     exp.write_text("name: s\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "droplab.cli", "study", str(exp), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     return proc, args
@@ -86,8 +96,9 @@ def test_sigkill_then_same_command_completes_exactly_n_trials(tmp_path: Path) ->
     _wait_running(tmp_path, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    cfg = study_config(tmp_path, "study.baselines=false", "study.n_trials=2", "data.rows=1500",
-                       "train.epochs=2")
+    cfg = study_config(
+        tmp_path, "study.baselines=false", "study.n_trials=2", "data.rows=1500", "train.epochs=2"
+    )
     # after kill -9 the trial is left RUNNING in storage
     assert states(load(cfg)) == {"RUNNING": 1}
     run(cfg)

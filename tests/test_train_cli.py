@@ -47,7 +47,10 @@ def test_train_logs_a_complete_run(tmp_path: Path, capsys: pytest.CaptureFixture
     # the data digest is logged as an MLflow dataset input
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
     # the activations picture is an artifact of the run
-    assert "activations.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "activations.png" in artifacts
+    # a reproducibility manifest (versions, commit, hash, digest, device, threads) is logged
+    assert "manifest.json" in artifacts
 
 
 def test_failed_fit_marks_run_failed_with_reason(tmp_path: Path) -> None:

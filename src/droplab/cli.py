@@ -151,5 +151,7 @@ def _resume_hint(ns: argparse.Namespace) -> str:
 def entry() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
 if __name__ == "__main__":
     entry()

@@ -25,7 +25,7 @@ from droplab import metrics
 
 
 class ConfigError(ValueError):
-    """A config problem; ``str(error)`` is one line naming the key, the value and what is allowed."""
+    """A config problem; ``str(error)`` is one line: the key, the value, what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"malformed YAML in {p}{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"malformed YAML in {p}{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -321,6 +323,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
+def public_dict(cfg: Config) -> dict[str, Any]:
+    """:func:`to_dict` with passwords in URLs masked: safe to log, print or store."""
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        return mask_secrets(value) if isinstance(value, str) else value
+
+    return dict(mask(to_dict(cfg)))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
@@ -346,16 +359,19 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # Only these sections change what a training run computes; names, paths, tracking and the
 # study/compare settings do not, so they stay out of an experiment's identity.
 _IDENTITY_SECTIONS = ("seed", "data", "model", "train")
-_EXECUTION_KEYS = {"train.device", "train.threads", "train.eval_batch_size", "train.max_seconds",
-                   "train.predict"}
+_EXECUTION_KEYS = {
+    "train.device",
+    "train.threads",
+    "train.eval_batch_size",
+    "train.max_seconds",
+    "train.predict",
+}
 
 
 def config_hash(cfg: Config) -> str:
     """A short hash of what determines a run's numbers: asking twice for it runs once."""
     flat = flatten(to_dict(cfg))
-    keep = {
-        k: v for k, v in flat.items() if k.split(".")[0] in _IDENTITY_SECTIONS
-    }
+    keep = {k: v for k, v in flat.items() if k.split(".")[0] in _IDENTITY_SECTIONS}
     for key in _EXECUTION_KEYS:
         keep.pop(key, None)
     blob = json.dumps(keep, sort_keys=True, default=str).encode()

@@ -120,7 +120,7 @@ def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str,
 
 
 def reduction(gap: float, baseline_gap: float) -> float:
-    """Overfitting reduction ``1 - gap / gap_baseline`` (nan when the baseline does not overfit)."""
+    """Overfitting reduction ``1 - gap / gap_baseline`` (nan if the baseline does not overfit)."""
     if baseline_gap <= 0 or math.isnan(baseline_gap):
         return math.nan
     return 1.0 - gap / baseline_gap

@@ -59,4 +59,3 @@ def activations(model: MLP, x: torch.Tensor, seed: int, out: Path, layer: int = 
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
-

@@ -27,11 +27,17 @@ def suggest(trial: optuna.trial.BaseTrial, space: dict[str, dict[str, Any]]) -> 
             out[key] = trial.suggest_categorical(key, spec["choices"])
         elif kind == "int":
             step = int(spec.get("step") or 1)
-            out[key] = trial.suggest_int(key, spec["low"], spec["high"], step=step,
-                                         log=bool(spec.get("log", False)))
+            out[key] = trial.suggest_int(
+                key, spec["low"], spec["high"], step=step, log=bool(spec.get("log", False))
+            )
         else:
-            out[key] = trial.suggest_float(key, spec["low"], spec["high"], step=spec.get("step"),
-                                           log=bool(spec.get("log", False)))
+            out[key] = trial.suggest_float(
+                key,
+                spec["low"],
+                spec["high"],
+                step=spec.get("step"),
+                log=bool(spec.get("log", False)),
+            )
     return out
 
 
@@ -42,8 +48,10 @@ def fingerprint(cfg: Config) -> str:
     )
 
 
-def directions(cfg: Config) -> list[str]:
-    return [metrics.DIRECTIONS[o] for o in cfg.study.objectives]
+def directions(cfg: Config) -> list[optuna.study.StudyDirection]:
+    return [
+        optuna.study.StudyDirection[metrics.DIRECTIONS[o].upper()] for o in cfg.study.objectives
+    ]
 
 
 def grid(space: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
@@ -93,8 +101,9 @@ def pruner(cfg: Config) -> optuna.pruners.BasePruner:
     if st.pruner == "median":
         return p.MedianPruner(n_startup_trials=st.startup_trials, n_warmup_steps=st.warmup_epochs)
     if st.pruner == "hyperband":
-        return p.HyperbandPruner(min_resource=max(1, st.warmup_epochs),
-                                 max_resource=cfg.train.epochs)
+        return p.HyperbandPruner(
+            min_resource=max(1, st.warmup_epochs), max_resource=cfg.train.epochs
+        )
     if st.pruner == "successive_halving":
         return p.SuccessiveHalvingPruner(min_resource=max(1, st.warmup_epochs))
     return p.NopPruner()

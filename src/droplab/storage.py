@@ -73,8 +73,9 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
             )
     except Exception as exc:  # SQLAlchemy, OS and driver errors all mean "unreachable"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"study.storage={mask_secrets(url)} is unreachable: "
-                          f"{mask_secrets(first)}") from None
+        raise ConfigError(
+            f"study.storage={mask_secrets(url)} is unreachable: {mask_secrets(first)}"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -131,9 +132,7 @@ def _dead_here(trial: FrozenTrial) -> bool:
     return False
 
 
-def recover_stale(
-    study: optuna.Study, on_failed: Callable[[FrozenTrial, str], None]
-) -> list[int]:
+def recover_stale(study: optuna.Study, on_failed: Callable[[FrozenTrial, str], None]) -> list[int]:
     """Fail the RUNNING trials whose worker is dead; returns their numbers.
 
     Local workers are checked by process id (immediate); RDB storages also fail trials whose

@@ -86,8 +86,12 @@ def open_study(cfg: Config, url: str) -> optuna.Study:
     heartbeat = None if storage.is_journal(url) else cfg.study.heartbeat_seconds
     backend = storage.open_storage(url, heartbeat)
     study = optuna.create_study(
-        storage=backend, study_name=name, directions=space.directions(cfg),
-        sampler=space.sampler(cfg), pruner=space.pruner(cfg), load_if_exists=True,
+        storage=backend,
+        study_name=name,
+        directions=space.directions(cfg),
+        sampler=space.sampler(cfg),
+        pruner=space.pruner(cfg),
+        load_if_exists=True,
     )
     fingerprint = space.fingerprint(cfg)
     stored = study.user_attrs.get(SPACE)
@@ -155,7 +159,10 @@ def _work(w: _Worker, study: optuna.Study, tracker: tracking.Tracker, data: Data
 
 
 def run_trial(
-    w: _Worker, study: optuna.Study, trial: optuna.Trial, tracker: tracking.Tracker,
+    w: _Worker,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: tracking.Tracker,
     data: Dataset,
 ) -> TrialState:
     """Train one trial inside its MLflow child run and tell Optuna how it ended."""
@@ -171,8 +178,13 @@ def run_trial(
     try:
         with get_heartbeat_thread(trial._trial_id, study._storage):
             tracked = tracking.run_fit(
-                cfg, tracker, kind="trial", name=trial_name(trial.number, overrides),
-                parent_id=w.parent_id, tags=tags, hooks=hooks,
+                cfg,
+                tracker,
+                kind="trial",
+                name=trial_name(trial.number, overrides),
+                parent_id=w.parent_id,
+                tags=tags,
+                hooks=hooks,
                 data=None if touches_data else data,
                 on_start=lambda run_id: trial.set_user_attr(storage.RUN_ID, run_id),
             )
@@ -189,7 +201,10 @@ def run_trial(
 
 
 def _tell_complete(
-    cfg: Config, study: optuna.Study, trial: optuna.Trial, tracker: tracking.Tracker,
+    cfg: Config,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: tracking.Tracker,
     tracked: tracking.TrackedFit,
 ) -> TrialState:
     summary = tracked.result.summary
@@ -273,8 +288,9 @@ def _run_processes(w: _Worker, study: optuna.Study, progress: bool) -> None:
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each child's torch at import
     args = (C.to_dict(w.cfg), w.url, w.parent_id, w.max_attempts)
-    procs = [ctx.Process(target=_worker_main, args=(*args, i + 1))
-             for i in range(w.cfg.study.workers)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(*args, i + 1)) for i in range(w.cfg.study.workers)
+    ]
     for proc in procs:
         proc.start()
     _restore_env("OMP_NUM_THREADS", previous)
@@ -319,16 +335,23 @@ def _worker_main(
     cfg = C.from_dict(tree)
     backend_heartbeat = None if storage.is_journal(url) else cfg.study.heartbeat_seconds
     study = optuna.load_study(
-        study_name=C.study_name(cfg), storage=storage.open_storage(url, backend_heartbeat),
-        sampler=space.sampler(cfg, worker=index), pruner=space.pruner(cfg),
+        study_name=C.study_name(cfg),
+        storage=storage.open_storage(url, backend_heartbeat),
+        sampler=space.sampler(cfg, worker=index),
+        pruner=space.pruner(cfg),
     )
     worker = _Worker(cfg, url, parent_id, attempts)
     _work(worker, study, tracking.make_tracker(cfg), prepare(cfg.data, cfg.seed))
 
 
 def _finish(
-    cfg: Config, study: optuna.Study, tracker: tracking.Tracker, parent_id: str | None,
-    url: str, before: set[int], seconds: float,
+    cfg: Config,
+    study: optuna.Study,
+    tracker: tracking.Tracker,
+    parent_id: str | None,
+    url: str,
+    before: set[int],
+    seconds: float,
 ) -> StudyOutcome:
     """Summarise the study on its parent run (metrics, config, report, best model)."""
     from droplab.study_summary import summarize_study  # late: it imports the report

@@ -43,17 +43,28 @@ class StudyOutcome:
 
 
 def summarize_study(
-    cfg: Config, study: optuna.Study, tracker: tracking.Tracker, parent_id: str | None,
-    url: str, new: list[FrozenTrial], seconds: float,
+    cfg: Config,
+    study: optuna.Study,
+    tracker: tracking.Tracker,
+    parent_id: str | None,
+    url: str,
+    new: list[FrozenTrial],
+    seconds: float,
 ) -> StudyOutcome:
     """Write the study summary to its parent run and close it; returns the closing table."""
     trials = study.get_trials(deepcopy=False)
     failed = [t for t in new if t.state == TrialState.FAIL]
     outcome = StudyOutcome(
-        name=study.study_name, storage=C.mask_secrets(url), parent_run_id=parent_id,
-        started=len(new), counts=_counts(trials), top=top_trials(study, cfg), seconds=seconds,
-        failed_now=[f"trial {t.number}: {t.user_attrs.get(storage.FAIL_REASON, '?')}"
-                    for t in failed],
+        name=study.study_name,
+        storage=C.mask_secrets(url),
+        parent_run_id=parent_id,
+        started=len(new),
+        counts=_counts(trials),
+        top=top_trials(study, cfg),
+        seconds=seconds,
+        failed_now=[
+            f"trial {t.number}: {t.user_attrs.get(storage.FAIL_REASON, '?')}" for t in failed
+        ],
     )
     if new and len(failed) == len(new):
         if parent_id is not None:
@@ -68,8 +79,16 @@ def summarize_study(
 
 
 def _counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                  TrialState.RUNNING, TrialState.WAITING)}
+    counts = {
+        s.name: 0
+        for s in (
+            TrialState.COMPLETE,
+            TrialState.PRUNED,
+            TrialState.FAIL,
+            TrialState.RUNNING,
+            TrialState.WAITING,
+        )
+    }
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
@@ -92,17 +111,20 @@ def top_trials(study: optuna.Study, cfg: Config, n: int = 5) -> list[dict[str, A
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         summary = t.user_attrs.get(SUMMARY) or {}
-        rows.append({
-            "trial": t.number,
-            "dropout": t.params.get("model.dropout", cfg.model.dropout),
-            "width": t.params.get("model.width", cfg.model.width),
-            "val_auprc": summary.get(metrics.BEST_VAL_AUPRC, math.nan),
-            "gap_loss": summary.get(metrics.BEST_GAP_LOSS, math.nan),
-            "objective": t.values[0] if t.values else math.nan,
-            "state": t.state.name,
-        })
-    complete_first = sorted(rows, key=lambda r: (r["state"] != "COMPLETE",
-                                                 sign * _finite(r["objective"])))
+        rows.append(
+            {
+                "trial": t.number,
+                "dropout": t.params.get("model.dropout", cfg.model.dropout),
+                "width": t.params.get("model.width", cfg.model.width),
+                "val_auprc": summary.get(metrics.BEST_VAL_AUPRC, math.nan),
+                "gap_loss": summary.get(metrics.BEST_GAP_LOSS, math.nan),
+                "objective": t.values[0] if t.values else math.nan,
+                "state": t.state.name,
+            }
+        )
+    complete_first = sorted(
+        rows, key=lambda r: (r["state"] != "COMPLETE", sign * _finite(r["objective"]))
+    )
     return complete_first[:n]
 
 
@@ -111,7 +133,10 @@ def _finite(x: float) -> float:
 
 
 def _log_summary(
-    cfg: Config, study: optuna.Study, tracker: tracking.Tracker, parent_id: str,
+    cfg: Config,
+    study: optuna.Study,
+    tracker: tracking.Tracker,
+    parent_id: str,
     outcome: StudyOutcome,
 ) -> None:
     values = {metrics.study_count(state): float(n) for state, n in outcome.counts.items()}
@@ -125,8 +150,7 @@ def _log_summary(
     tracker.log_metrics(parent_id, values)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
-        resolved = C.to_dict(cfg)
-        resolved["study"]["storage"] = outcome.storage
+        resolved = C.public_dict(cfg)
         path.write_text(yaml.safe_dump(resolved, sort_keys=False))
         tracker.log_artifact(parent_id, path)
     if best and best[0].user_attrs.get(MODEL):
@@ -146,8 +170,9 @@ def _log_best_model(
     data = prepare(trial_cfg.data, trial_cfg.seed)
     model = build_model(trial_cfg, data)
     with tempfile.TemporaryDirectory() as tmp:
-        local = tracker.client.download_artifacts(trial.user_attrs[storage.RUN_ID], MODEL_FILE,
-                                                  tmp)
+        local = tracker.client.download_artifacts(
+            trial.user_attrs[storage.RUN_ID], MODEL_FILE, tmp
+        )
         model.load_state_dict(torch.load(local, weights_only=True))
     tracker.log_model(parent_id, model, data.x_val[:5])
 

@@ -21,8 +21,10 @@ def ui_hint(cfg: Config) -> str:
 def print_train(cfg: Config, tracked: TrackedFit) -> None:
     """Best epoch, val AUPRC, the gap at the best and the final epoch, the run and the UI."""
     s, r = tracked.result.summary, tracked.result
-    print(f"\n{cfg.name}: {len(r.history)} epochs in {r.seconds:.1f}s on {r.device} "
-          f"({r.threads} thread{'s' if r.threads > 1 else ''})")
+    print(
+        f"\n{cfg.name}: {len(r.history)} epochs in {r.seconds:.1f}s on {r.device} "
+        f"({r.threads} thread{'s' if r.threads > 1 else ''})"
+    )
     rows = [
         ("best epoch", f"{s[metrics.BEST_EPOCH]:.0f} (by {cfg.train.monitor})"),
         ("val AUPRC at best", f"{s[metrics.BEST_VAL_AUPRC]:.4f}"),
@@ -38,22 +40,27 @@ def print_train(cfg: Config, tracked: TrackedFit) -> None:
         print(f"  {key:<{width}}  {value}")
     if cfg.train.predict:
         print("  predictions (P(class=1) for each input row):")
-        for row, probs in zip(cfg.train.predict, predict_proba(r, cfg.train.predict),
-                              strict=True):
+        for row, probs in zip(cfg.train.predict, predict_proba(r, cfg.train.predict), strict=True):
             print(f"    {list(row)} -> {probs[-1]:.4f}")
 
 
 def print_study(cfg: Config, outcome: StudyOutcome) -> None:
     """Counts by state, the top trials, failures, and where the results are."""
     counts = ", ".join(f"{n} {s.lower()}" for s, n in outcome.counts.items() if n)
-    print(f"\nstudy {outcome.name} ({outcome.storage}): {outcome.started} trial(s) run now "
-          f"in {outcome.seconds:.1f}s; in total {counts or 'none'}")
+    print(
+        f"\nstudy {outcome.name} ({outcome.storage}): {outcome.started} trial(s) run now "
+        f"in {outcome.seconds:.1f}s; in total {counts or 'none'}"
+    )
     if outcome.top:
-        print(f"  {'trial':>5}  {'dropout':>7}  {'width':>5}  {'val AUPRC':>9}  "
-              f"{'gap/loss@best':>13}  state")
+        print(
+            f"  {'trial':>5}  {'dropout':>7}  {'width':>5}  {'val AUPRC':>9}  "
+            f"{'gap/loss@best':>13}  state"
+        )
         for r in outcome.top:
-            print(f"  {r['trial']:>5}  {_fmt(r['dropout'])}  {r['width']:>5}  "
-                  f"{r['val_auprc']:>9.4f}  {r['gap_loss']:>+13.4f}  {r['state']}")
+            print(
+                f"  {r['trial']:>5}  {_fmt(r['dropout'])}  {r['width']:>5}  "
+                f"{r['val_auprc']:>9.4f}  {r['gap_loss']:>+13.4f}  {r['state']}"
+            )
     for line in outcome.failed_now:
         print(f"  failed: {line}")
     if outcome.failed_now:

@@ -24,8 +24,8 @@ import torch
 from droplab import config as C
 from droplab import interrupts, metrics, plots
 from droplab.config import Config
-from droplab.model import MLP
 from droplab.data import Dataset, prepare
+from droplab.model import MLP
 from droplab.training import EpochHook, FitResult, TrialStopped, fit, progress_bar
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" banners
@@ -60,6 +60,8 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None: ...
 
     def log_dataset(self, run_id: str, data: Dataset) -> None: ...
+
+    def log_dict(self, run_id: str, content: dict[str, Any], filename: str) -> None: ...
 
     def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None: ...
 
@@ -124,14 +126,17 @@ class MlflowTracker(Tracker):
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
+    def log_dict(self, run_id: str, content: dict[str, Any], filename: str) -> None:
+        self.client.log_dict(run_id, content, filename)
+
     def log_dataset(self, run_id: str, data: Dataset) -> None:
-        import mlflow.data
+        from mlflow.data.numpy_dataset import from_numpy
         from mlflow.entities import DatasetInput, InputTag
 
         # The digest is ours (over the raw table); MLflow would otherwise hash the arrays again.
         with warnings.catch_warnings():  # MLflow guesses a source type for a plain string
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_numpy(
+            dataset = from_numpy(
                 data.x_train.cpu().numpy()[:0],
                 targets=data.y_train.cpu().numpy()[:0],
                 source=data.source,
@@ -154,7 +159,10 @@ class MlflowTracker(Tracker):
         with mlflow.start_run(run_id=run_id):
             # Naming the requirement skips MLflow's slow inference of the environment.
             mlflow.pytorch.log_model(
-                model, name="model", signature=signature, input_example=example.numpy(),
+                model,
+                name="model",
+                signature=signature,
+                input_example=example.numpy(),
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
         # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
@@ -183,14 +191,17 @@ def make_tracker(cfg: Config) -> Tracker:
 
 @functools.cache
 def git_state() -> tuple[str, bool]:
-    """``(commit, dirty)`` of the working directory's repository, ``("unknown", False)`` if none."""
+    """``(commit, dirty)`` of the working directory's repository (``"unknown"`` outside git)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
@@ -210,8 +221,52 @@ def run_tags(cfg: Config, data: Dataset) -> dict[str, str]:
 
 def run_params(cfg: Config) -> dict[str, Any]:
     """The whole resolved config, flattened to dotted keys, secrets masked."""
-    return {k: C.mask_secrets(v) if isinstance(v, str) else v
-            for k, v in C.flatten(C.to_dict(cfg)).items()}
+    return C.flatten(C.public_dict(cfg))
+
+
+MANIFEST = "manifest.json"
+_PACKAGES = (
+    "torch",
+    "pytorch-lightning",
+    "torchmetrics",
+    "optuna",
+    "mlflow",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+)
+
+
+def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
+    """Everything needed to reproduce a run's numbers, and to know when they cannot match."""
+    import importlib.metadata
+    import platform
+
+    commit, dirty = git_state()
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "config_hash": C.config_hash(cfg),
+        "data_digest": result.data.digest,
+        "data_source": result.data.source,
+        "git": {"commit": commit, "dirty": dirty},
+        "packages": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": result.device,
+        "threads": result.threads,
+        "deterministic": {
+            "train.deterministic": cfg.train.deterministic,
+            "torch.use_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "seed": cfg.seed,
+        },
+        "config": C.public_dict(cfg),
+    }
 
 
 @dataclass
@@ -257,6 +312,7 @@ def run_fit(
         tracker.log_dataset(run_id, data)
         result = fit(cfg, data, hooks=[_epoch_logger(tracker, run_id, seen), *hooks])
         tracker.log_metrics(run_id, result.summary)
+        tracker.log_dict(run_id, manifest(cfg, result), MANIFEST)
         if cfg.tracking.activations:
             _log_activations(tracker, run_id, result, cfg.seed)
         if log_model:
@@ -286,8 +342,9 @@ def _log_activations(tracker: Tracker, run_id: str, result: FitResult, seed: int
     if not isinstance(tracker, MlflowTracker):
         return
     with tempfile.TemporaryDirectory() as tmp:
-        path = plots.activations(result.model, result.data.x_val[:64].cpu(), seed,
-                                 Path(tmp) / "activations.png")
+        path = plots.activations(
+            result.model, result.data.x_val[:64].cpu(), seed, Path(tmp) / "activations.png"
+        )
         tracker.log_artifact(run_id, path)
 
 
@@ -297,6 +354,11 @@ def train(cfg: Config, progress: bool = False) -> TrackedFit:
     tracker = make_tracker(cfg)
     hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
     return run_fit(
-        cfg, tracker, kind="train", name=f"train-{cfg.name}", data=data, hooks=hooks,
+        cfg,
+        tracker,
+        kind="train",
+        name=f"train-{cfg.name}",
+        data=data,
+        hooks=hooks,
         log_model=cfg.tracking.log_model,
     )

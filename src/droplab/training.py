@@ -35,7 +35,7 @@ EpochHook = Callable[[int, Mapping[str, float]], None]
 
 
 class TrialStopped(Exception):
-    """Raised by an epoch hook to stop a fit on purpose (pruning); the run is KILLED, not FAILED."""
+    """An epoch hook stopped the fit on purpose (pruning): the run is KILLED, not FAILED."""
 
 
 class TimeBudgetExceeded(RuntimeError):
@@ -142,8 +142,13 @@ def fit(
     )
     start = time.perf_counter()
     hooks = [*hooks, _time_budget(cfg.train.max_seconds, start)]
-    _run_trainer(cfg, device, module, Batches(data.x_train, data.y_train,
-                                              cfg.train.batch_size, cfg.seed), hooks)
+    _run_trainer(
+        cfg,
+        device,
+        module,
+        Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed),
+        hooks,
+    )
     history = module.history
     return FitResult(
         history=history,
@@ -216,8 +221,10 @@ def progress_bar(epochs: int, desc: str) -> EpochHook:
 
     def update(epoch: int, values: Mapping[str, float]) -> None:
         bar.set_postfix(
-            {"val_auprc": f"{values[metrics.VAL_AUPRC]:.3f}",
-             "gap_loss": f"{values[metrics.GAP_LOSS]:+.4f}"},
+            {
+                "val_auprc": f"{values[metrics.VAL_AUPRC]:.3f}",
+                "gap_loss": f"{values[metrics.GAP_LOSS]:+.4f}",
+            },
             refresh=False,
         )
         bar.update(1)

@@ -35,7 +35,7 @@ def _finite(x: float) -> bool:
     return not (math.isnan(x) or math.isinf(x))
 
 
-def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:
     _check(value in options, key, value, "one of " + ", ".join(options))
 
 
@@ -72,17 +72,33 @@ def _validate_data(cfg: Config) -> None:
     _check(ok_source, "data.source", d.source, "one of " + ", ".join(SOURCES))
     _choice("data.split", d.split, SPLITS)
     _at_least("data.rows", d.rows, 10)
-    _check(_finite(d.fraud_rate) and 0 < d.fraud_rate < 0.5, "data.fraud_rate", d.fraud_rate,
-           "0 < fraud_rate < 0.5")
-    _check(_finite(d.label_noise) and 0 <= d.label_noise < 0.5, "data.label_noise",
-           d.label_noise, "0 <= label_noise < 0.5")
+    _check(
+        _finite(d.fraud_rate) and 0 < d.fraud_rate < 0.5,
+        "data.fraud_rate",
+        d.fraud_rate,
+        "0 < fraud_rate < 0.5",
+    )
+    _check(
+        _finite(d.label_noise) and 0 <= d.label_noise < 0.5,
+        "data.label_noise",
+        d.label_noise,
+        "0 <= label_noise < 0.5",
+    )
     _unit_open("data.val_fraction", d.val_fraction)
     _unit_open("data.test_fraction", d.test_fraction)
     total = d.val_fraction + d.test_fraction
-    _check(total < 1.0, "data.val_fraction+data.test_fraction", round(total, 6),
-           "a sum < 1 (the rest is the training split)")
-    _check(_finite(d.train_fraction) and 0 < d.train_fraction <= 1, "data.train_fraction",
-           d.train_fraction, "0 < train_fraction <= 1")
+    _check(
+        total < 1.0,
+        "data.val_fraction+data.test_fraction",
+        round(total, 6),
+        "a sum < 1 (the rest is the training split)",
+    )
+    _check(
+        _finite(d.train_fraction) and 0 < d.train_fraction <= 1,
+        "data.train_fraction",
+        d.train_fraction,
+        "0 < train_fraction <= 1",
+    )
 
 
 def _validate_model(cfg: Config) -> None:
@@ -93,8 +109,12 @@ def _validate_model(cfg: Config) -> None:
     for rate in rates:
         _dropout("model.dropout", rate)
     if isinstance(m.dropout, tuple):
-        _check(len(m.dropout) == m.depth, "model.dropout", list(m.dropout),
-               f"one rate or a list of model.depth={m.depth} rates")
+        _check(
+            len(m.dropout) == m.depth,
+            "model.dropout",
+            list(m.dropout),
+            f"one rate or a list of model.depth={m.depth} rates",
+        )
     _dropout("model.input_dropout", m.input_dropout)
     _choice("model.activation", m.activation, ACTIVATIONS)
 
@@ -106,10 +126,18 @@ def _validate_train(cfg: Config) -> None:
     _at_least("train.eval_batch_size", t.eval_batch_size, 1)
     _at_least("train.threads", t.threads, 0)
     _positive("train.lr", t.lr)
-    _check(_finite(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay",
-           t.weight_decay, "a number >= 0")
-    _check(_finite(t.momentum) and 0 <= t.momentum < 1, "train.momentum", t.momentum,
-           "0 <= momentum < 1")
+    _check(
+        _finite(t.weight_decay) and t.weight_decay >= 0,
+        "train.weight_decay",
+        t.weight_decay,
+        "a number >= 0",
+    )
+    _check(
+        _finite(t.momentum) and 0 <= t.momentum < 1,
+        "train.momentum",
+        t.momentum,
+        "0 <= momentum < 1",
+    )
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _choice("train.device", t.device, DEVICES)
     _choice("train.monitor", t.monitor, metrics.MONITORS)
@@ -133,8 +161,12 @@ def _validate_study(cfg: Config) -> None:
     _check(len(s.objectives) >= 1, "study.objectives", list(s.objectives), "at least one metric")
     for objective in s.objectives:
         _choice("study.objectives", objective, metrics.OBJECTIVES)
-    _check(len(set(s.objectives)) == len(s.objectives), "study.objectives",
-           list(s.objectives), "distinct metrics")
+    _check(
+        len(set(s.objectives)) == len(s.objectives),
+        "study.objectives",
+        list(s.objectives),
+        "distinct metrics",
+    )
     if len(s.objectives) > 1 and s.pruner != "none":
         raise _fail("study.pruner", s.pruner, "none when there are several objectives")
     for width in s.baseline_widths:
@@ -152,8 +184,12 @@ def validate_param(cfg: Config, key: str, spec: Any) -> None:
         raise _fail(where, spec, "a mapping like {type: float, low: 0.0, high: 0.8}")
     allowed = {"type", "low", "high", "step", "log", "choices", "value", "role"}
     unknown = sorted(set(spec) - allowed)
-    _check(not unknown, f"{where}.{unknown[0] if unknown else ''}", spec.get(
-        unknown[0]) if unknown else None, "keys " + ", ".join(sorted(allowed)))
+    _check(
+        not unknown,
+        f"{where}.{unknown[0] if unknown else ''}",
+        spec.get(unknown[0]) if unknown else None,
+        "keys " + ", ".join(sorted(allowed)),
+    )
     kind = spec.get("type")
     _choice(f"{where}.type", kind, PARAM_TYPES)
     _choice(f"{where}.role", spec.get("role", "scientific"), ROLES)
@@ -162,9 +198,13 @@ def validate_param(cfg: Config, key: str, spec: Any) -> None:
         probes = [spec["low"], spec["high"]]
     elif kind == "categorical":
         choices = spec.get("choices")
-        _check(isinstance(choices, list) and len(choices) > 0, f"{where}.choices", choices,
-               "a non-empty list")
-        probes = list(choices)
+        _check(
+            isinstance(choices, list) and len(choices) > 0,
+            f"{where}.choices",
+            choices,
+            "a non-empty list",
+        )
+        probes = list(choices or [])
     else:
         _check("value" in spec, f"{where}.value", None, "the fixed value")
         probes = [spec["value"]]
@@ -203,8 +243,11 @@ def _probe_values(cfg: Config, key: str, values: list[Any]) -> None:
 def _without_space(cfg: Config) -> Config:
     import dataclasses
 
-    return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, space={}),
-                               compare=dataclasses.replace(cfg.compare, grid={}))
+    return dataclasses.replace(
+        cfg,
+        study=dataclasses.replace(cfg.study, space={}),
+        compare=dataclasses.replace(cfg.compare, grid={}),
+    )
 
 
 def _validate_compare(cfg: Config) -> None:
@@ -212,8 +255,12 @@ def _validate_compare(cfg: Config) -> None:
     _check(len(c.seeds) >= 1, "compare.seeds", list(c.seeds), "at least one seed")
     _check(len(set(c.seeds)) == len(c.seeds), "compare.seeds", list(c.seeds), "distinct seeds")
     for key, values in c.grid.items():
-        _check(isinstance(values, list) and len(values) > 0, f"compare.grid.{key}", values,
-               "a non-empty list of values")
+        _check(
+            isinstance(values, list) and len(values) > 0,
+            f"compare.grid.{key}",
+            values,
+            "a non-empty list of values",
+        )
         try:
             for value in values:
                 from droplab.config import with_overrides
