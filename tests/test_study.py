@@ -225,10 +225,13 @@ def test_unreachable_storage_is_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = "postgresql://nobody:secret@127.0.0.1:1/none"
-    code = main(["study", "/dev/null", f"paths.runs={tmp_path}/runs", f"study.storage={bad}"])
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("name: unreachable\n")
+    code = main(["study", str(exp), f"paths.runs={tmp_path}/runs", f"study.storage={bad}"])
     err = capsys.readouterr().err
-    # exit 2 with one line; the password never appears
-    assert code == 2 and "secret" not in err
+    # exit 2 with one line naming the storage; the password never appears
+    assert code == 2 and "study.storage=" in err and "unreachable" in err
+    assert "secret" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -51,6 +51,37 @@ def check_storage(cfg: Config) -> str:
     return url
 
 
+def probe(url: str) -> None:
+    """Check that the storage can be used, creating nothing: a server answers, a local
+    directory is writable. Bad input must not leave a study, a database or a file behind."""
+    if url.startswith(("sqlite:///",)) or is_journal(url):
+        local = Path(url.removeprefix("sqlite:///")).parent
+        _check_dir(local, url)
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        engine.dispose()
+    except Exception as exc:  # driver, DNS, refused, auth: all mean "unreachable"
+        raise ConfigError(
+            f"study.storage={mask_secrets(url)} is unreachable: {_first_line(exc)}"
+        ) from None
+
+
+def _check_dir(path: Path, url: str) -> None:
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    if not (existing.is_dir() and os.access(existing, os.W_OK)):
+        raise ConfigError(f"study.storage={mask_secrets(url)}: {path} is not writable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return mask_secrets(text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
 def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
     """An Optuna storage for ``url``: RDB (with heartbeat) or a journal file.
 

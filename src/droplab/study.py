@@ -59,10 +59,14 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     start = time.perf_counter()
     url = storage.check_storage(cfg)
     data = prepare(cfg.data, cfg.seed)  # bad data: exit 2 before any study or run exists
-    tracker = tracking.make_tracker(cfg)  # an unreachable tracking server fails here too
+    storage.probe(url)  # an unreachable storage too, before the MLflow store is created
+    tracker = tracking.make_tracker(cfg)  # and an unreachable tracking server
     study = open_study(cfg, url)
     parent_id = _parent_run(cfg, study, tracker, url)
     storage.recover_stale(study, _closer(tracker))
+    if parent_id is not None:
+        states = {str(t.number): t.state.name for t in study.get_trials(deepcopy=False)}
+        tracking.reconcile_runs(tracker, parent_id, states)
     _enqueue_baselines(cfg, study)
     remaining = max(0, cfg.study.n_trials - storage.slots_taken(study))
     # Trials already started before this invocation (enqueued controls are not started yet).

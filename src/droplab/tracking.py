@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import subprocess
 import tempfile
 import time
@@ -28,7 +29,12 @@ from droplab.data import Dataset, prepare
 from droplab.model import MLP
 from droplab.training import EpochHook, FitResult, TrialStopped, fit, progress_bar
 
-logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" banners
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "creating tables" banners
+# A tracking server that drops mid-study is retried with backoff (1+2+4+8 s), then the trial
+# fails with the reason; MLflow's own default waits minutes. Users can still override these.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 COMPLETE, PRUNED, FAIL = "COMPLETE", "PRUNED", "FAIL"
@@ -76,6 +82,7 @@ class MlflowTracker(Tracker):
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         self.experiment_id = self._experiment(experiment, artifact_location)
@@ -184,9 +191,48 @@ def make_tracker(cfg: Config) -> Tracker:
     if not cfg.tracking.enabled:
         return Tracker()
     uri = C.tracking_uri(cfg)
-    if uri.startswith("sqlite:///"):
-        C.runs_dir(cfg).mkdir(parents=True, exist_ok=True)
-    return MlflowTracker(uri, C.experiment_name(cfg), C.artifact_root(cfg))
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        _writable_dir(C.runs_dir(cfg))
+    try:
+        return MlflowTracker(uri, C.experiment_name(cfg), C.artifact_root(cfg))
+    except Exception as exc:  # bad URI scheme, driver missing, database refused...
+        raise C.ConfigError(
+            f"tracking.uri={C.mask_secrets(uri)} cannot be used: {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return C.mask_secrets(lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".droplab-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise C.ConfigError(f"paths.runs={path} is not writable: {exc.strerror}") from None
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Refuse an HTTP tracking server that does not answer, before any training starts."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+            if reply.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise C.ConfigError(
+            f"tracking.uri={C.mask_secrets(uri)} is unreachable: {reason}"
+        ) from None
+    raise C.ConfigError(f"tracking.uri={C.mask_secrets(uri)} is not an MLflow server")
 
 
 @functools.cache
@@ -322,10 +368,42 @@ def run_fit(
         tracker.end(run_id, KILLED, PRUNED, str(exc))
         raise
     except BaseException as exc:
-        tracker.end(run_id, FAILED, FAIL, failure_reason(exc))
+        end_quietly(tracker, run_id, FAILED, FAIL, failure_reason(exc))
         raise
     tracker.end(run_id, FINISHED, COMPLETE)
     return TrackedFit(run_id, result)
+
+
+_RUN_FOR_STATE = {COMPLETE: (FINISHED, COMPLETE), PRUNED: (KILLED, PRUNED)}
+
+
+def reconcile_runs(tracker: Tracker, parent_id: str, states: Mapping[str, str]) -> int:
+    """Close child runs left RUNNING whose trial has ended (e.g. the store was down when it
+    ended); ``states`` maps trial numbers (as tag strings) to Optuna state names."""
+    if not isinstance(tracker, MlflowTracker):
+        return 0
+    running = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`{PARENT}` = '{parent_id}' and attributes.status = 'RUNNING'",
+    )
+    closed = 0
+    for child in running:
+        state = states.get(child.data.tags.get("optuna.trial_number", ""), "RUNNING")
+        if state in ("RUNNING", "WAITING"):
+            continue
+        status, tag = _RUN_FOR_STATE.get(state, (FAILED, FAIL))
+        tracker.end(child.info.run_id, status, tag, f"closed to match trial state {state}")
+        closed += 1
+    return closed
+
+
+def end_quietly(tracker: Tracker, run_id: str, status: str, state: str, reason: str) -> None:
+    """Close a run on the failure path; if the store is down too, the original error wins
+    (the next ``droplab study`` reconciles the run with Optuna's state)."""
+    try:
+        tracker.end(run_id, status, state, reason)
+    except Exception as exc:  # noqa: BLE001 - the caller re-raises the real failure
+        logging.getLogger(__name__).warning("could not close run %s: %s", run_id, _first_line(exc))
 
 
 def failure_reason(exc: BaseException) -> str:
