@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from droplab import interrupts
+from droplab.config import DataConfig
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -39,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--rows", type=int, required=True)
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--fraud-rate", type=float, default=0.01)
-    synth.add_argument("--label-noise", type=float, default=0.02)
+    defaults = DataConfig()
+    synth.add_argument("--fraud-rate", type=float, default=defaults.fraud_rate)
+    synth.add_argument("--label-noise", type=float, default=defaults.label_noise)
     return parser
 
 

@@ -40,7 +40,7 @@ class DataConfig:
     target: str = "Class"
     rows: int = 20000
     fraud_rate: float = 0.01
-    label_noise: float = 0.02
+    label_noise: float = 0.005
     split: str = "stratified"
     time_column: str = "Time"
     val_fraction: float = 0.2

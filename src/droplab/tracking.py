@@ -429,6 +429,12 @@ def _log_activations(tracker: Tracker, run_id: str, result: FitResult, seed: int
 def train(cfg: Config, progress: bool = False) -> TrackedFit:
     """``droplab train``: one run of kind ``train`` in the experiment's MLflow store."""
     data = prepare(cfg.data, cfg.seed)  # bad data stops here, before any store is created
+    for row in cfg.train.predict:
+        if len(row) != data.n_features:
+            raise C.ConfigError(
+                f"train.predict row {list(row)} has {len(row)} values; the data has "
+                f"{data.n_features} features ({', '.join(data.feature_names[:5])}...)"
+            )
     tracker = make_tracker(cfg)
     hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
     return run_fit(

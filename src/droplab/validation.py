@@ -11,8 +11,8 @@ from droplab.config import ConfigError
 if TYPE_CHECKING:
     from droplab.config import Config
 
-SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>")
-SPLITS = ("stratified", "time")
+SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
+SPLITS = ("stratified", "time", "none")
 ACTIVATIONS = ("relu", "gelu", "tanh", "leaky_relu", "elu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,7 +68,9 @@ def validate(cfg: Config) -> None:
 
 def _validate_data(cfg: Config) -> None:
     d = cfg.data
-    ok_source = d.source in SOURCES[:3] or (d.source.startswith("sklearn:") and len(d.source) > 8)
+    ok_source = d.source in ("synthetic", "csv", "parquet", "toy") or (
+        d.source.startswith("sklearn:") and len(d.source) > 8
+    )
     _check(ok_source, "data.source", d.source, "one of " + ", ".join(SOURCES))
     _choice("data.split", d.split, SPLITS)
     _at_least("data.rows", d.rows, 10)

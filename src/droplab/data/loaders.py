@@ -16,7 +16,11 @@ from droplab.data.synthetic import synthesize
 if TYPE_CHECKING:
     from droplab.config import DataConfig
 
-SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>")
+SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
+
+# The seed article's five transactions (Amount, Time) and labels, exactly as it gives them.
+TOY_X = ((10.0, 1.0), (50.0, 2.0), (5000.0, 3.0), (200.0, 4.0), (10000.0, 5.0))
+TOY_Y = (0, 0, 1, 0, 1)
 MAX_CLASSES = 100
 
 
@@ -231,4 +235,7 @@ def load_table(cfg: DataConfig, seed: int) -> Table:
         return table_from_frame(frame, cfg.target, source)
     if cfg.source.startswith("sklearn:"):
         return _load_sklearn(cfg.source.removeprefix("sklearn:"))
+    if cfg.source == "toy":
+        frame = pd.DataFrame(TOY_X, columns=["Amount", "Time"]).assign(Class=TOY_Y)
+        return table_from_frame(frame, "Class", "toy(seed article, 5 rows)")
     raise DataError(f"data.source: unknown source {cfg.source!r}; allowed: " + ", ".join(SOURCES))

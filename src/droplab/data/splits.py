@@ -16,7 +16,7 @@ from droplab.data.loaders import DataError, Table, load_table
 if TYPE_CHECKING:
     from droplab.config import DataConfig
 
-SPLITS = ("stratified", "time")
+SPLITS = ("stratified", "time", "none")
 _TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
@@ -130,6 +130,10 @@ def split_indices(table: Table, cfg: DataConfig, seed: int) -> list[np.ndarray]:
         parts = _stratified(table, cfg, seed)
     elif cfg.split == "time":
         parts = _by_time(table, cfg)
+    elif cfg.split == "none":
+        # Too few rows to split (the seed toy): every split is the whole table, gap = 0.
+        everything = np.arange(len(table.y))
+        parts = [everything, everything, everything]
     else:
         raise DataError(f"data.split: unknown split {cfg.split!r}; allowed: {', '.join(SPLITS)}")
     for name, part in zip(("train", "val", "test"), parts, strict=True):
