@@ -99,3 +99,24 @@ def test_null_tracker_runs_without_mlflow(tmp_path: Path) -> None:
     tracked = run_fit(tiny_config(tmp_path), Tracker(), kind="train", name="t")
     # the null tracker accepts everything and writes nothing
     assert tracked.result.history and not (tmp_path / "runs").exists()
+
+
+def test_best_state_holds_the_best_epochs_weights(tmp_path: Path) -> None:
+    from droplab.lit_module import LitMLP
+    from droplab.training import build_model
+
+    cfg = tiny_config(tmp_path, "train.epochs=5", "model.width=64", "train.lr=0.01")
+    result = fit(cfg)
+    model = build_model(cfg, result.data)
+    model.load_state_dict(result.best_state)
+    module = LitMLP(
+        model,
+        result.data.n_classes,
+        cfg.train,
+        train=(result.data.x_train, result.data.y_train),
+        val=(result.data.x_val, result.data.y_val),
+    )
+    # the saved weights reproduce the validation loss of the best epoch, not of the last one
+    assert module.evaluate("val")[M.VAL_LOSS] == pytest.approx(
+        result.summary[M.BEST_VAL_LOSS], abs=1e-6
+    )

@@ -243,7 +243,7 @@ def _worth_keeping(study: optuna.Study, values: list[float]) -> bool:
 def _save_model(tracker: tracking.Tracker, tracked: tracking.TrackedFit) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE
-        torch.save(tracked.result.model.state_dict(), path)
+        torch.save(tracked.result.best_state, path)  # the weights the objective scored
         tracker.log_artifact(tracked.run_id, path)
 
 

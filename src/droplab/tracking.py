@@ -30,6 +30,7 @@ from droplab.model import MLP
 from droplab.training import EpochHook, FitResult, TrialStopped, fit, progress_bar
 
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "creating tables" banners
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # A tracking server that drops mid-study is retried with backoff (1+2+4+8 s), then the trial
 # fails with the reason; MLflow's own default waits minutes. Users can still override these.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")

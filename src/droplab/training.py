@@ -53,7 +53,8 @@ class FitResult:
     device: str
     threads: int
     seconds: float
-    extra: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The weights at ``best/epoch`` (CPU copies); ``model`` holds the last epoch's."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -141,7 +142,12 @@ def fit(
         pos_weight=positive_weight(cfg, data),
     )
     start = time.perf_counter()
-    hooks = [*hooks, _time_budget(cfg.train.max_seconds, start)]
+    best_state: dict[str, torch.Tensor] = {}
+    hooks = [
+        _keep_best(module, cfg.train.monitor, best_state),
+        *hooks,
+        _time_budget(cfg.train.max_seconds, start),
+    ]
     _run_trainer(
         cfg,
         device,
@@ -158,6 +164,7 @@ def fit(
         device=str(device),
         threads=threads,
         seconds=time.perf_counter() - start,
+        best_state=best_state,
     )
 
 
@@ -200,6 +207,20 @@ class _EpochHooks(pl.Callback):
         record = pl_module.close_epoch()
         for hook in self.hooks:
             hook(len(pl_module.history), record)
+
+
+def _keep_best(module: LitMLP, monitor: str, best: dict[str, torch.Tensor]) -> EpochHook:
+    """Copy the weights whenever ``monitor`` improves, so the best epoch's model is kept."""
+    score: list[float] = []
+
+    def keep(_: int, values: Mapping[str, float]) -> None:
+        if metrics.is_better(monitor, values[monitor], score[-1] if score else None):
+            score.append(values[monitor])
+            best.update(
+                {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
+            )
+
+    return keep
 
 
 def _time_budget(max_seconds: float | None, start: float) -> EpochHook:

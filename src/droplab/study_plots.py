@@ -1,0 +1,286 @@
+"""How a study looks: PNG figures and the report page, rendered from plain data.
+
+Nothing here reads Optuna or MLflow: :mod:`droplab.report` gathers the numbers (a trials
+DataFrame, lists) and these functions draw them, so each is testable from a hand-built table.
+The width and dropout bands live here, so the report's tables and its figures group trials the
+same way; the page is a list of blocks rendered once as Markdown and once as HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import CenteredNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from droplab import metrics  # noqa: E402
+
+WIDTH_EDGES = (64, 256, 1024)
+DROPOUT_EDGES = (0.2, 0.4, 0.8)
+Block = tuple[str, Any]  # ("h1" | "h2" | "p" | "ul" | "table" | "img", content)
+
+
+def width_band(width: float) -> str:
+    """``"≤64"``, ``"65–256"``, ``"257–1024"`` or ``">1024"``."""
+    if math.isnan(width):
+        return "?"
+    low = 0
+    for high in WIDTH_EDGES:
+        if width <= high:
+            return f"≤{high}" if low == 0 else f"{low + 1}–{high}"
+        low = high
+    return f">{low}"
+
+
+def dropout_band(p: float) -> str:
+    """``"0"`` (the controls) or a half-open band such as ``"0.2–0.4"`` (0.2 < p ≤ 0.4)."""
+    if math.isnan(p):
+        return "?"
+    if p == 0:
+        return "0"
+    low = 0.0
+    for high in DROPOUT_EDGES:
+        if p <= high:
+            return f"{low:g}–{high:g}"
+        low = high
+    return f">{low:g}"
+
+
+def band_order(labels: Sequence[str]) -> list[str]:
+    """The distinct ``labels`` in reading order: narrow to wide, controls first."""
+    known = [width_band(w) for w in (*WIDTH_EDGES, math.inf)]
+    known += [dropout_band(p) for p in (0.0, *DROPOUT_EDGES, 1.0)]
+    return sorted(set(labels), key=lambda b: known.index(b) if b in known else len(known))
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def gap_heatmap(frame: pd.DataFrame, out: Path) -> Path:
+    """Mean ``best/gap_loss`` over octaves of width x dropout bins of 0.1 (0 on its own)."""
+    rows = frame.dropna(subset=["width", "dropout", metrics.BEST_GAP_LOSS])
+    keys = pd.DataFrame(
+        {
+            "octave": np.floor(np.log2(rows["width"].clip(lower=1))).astype(int),
+            # 0 holds the dropout-0 controls; k the band ((k-1)/10, k/10].
+            "column": np.ceil(rows["dropout"] * 10 - 1e-9).astype(int),
+            "gap": rows[metrics.BEST_GAP_LOSS],
+        }
+    )
+    octaves = list(range(keys["octave"].min(), keys["octave"].max() + 1)) if len(keys) else []
+    columns = list(range(0, keys["column"].max() + 1)) if len(keys) else []
+    cells = keys.groupby(["octave", "column"])["gap"]
+    grid = cells.mean().unstack().reindex(index=octaves, columns=columns).to_numpy(float)
+    counts = cells.count().unstack().reindex(index=octaves, columns=columns).fillna(0)
+    fig, ax = plt.subplots(figsize=(1.1 * max(len(columns), 4) + 2, 0.6 * max(len(octaves), 4)))
+    half = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
+    norm = CenteredNorm(0.0, halfrange=half or 1.0)
+    image = ax.imshow(grid, cmap="RdBu_r", norm=norm, aspect="auto", origin="lower")
+    for (i, j), value in np.ndenumerate(grid):
+        if not math.isnan(value):
+            dark = abs(value) > 0.6 * (half or 1.0)
+            ax.text(
+                j,
+                i,
+                f"{value:+.3f}\nn={counts.iat[i, j]:.0f}",
+                color="white" if dark else "black",
+                ha="center",
+                va="center",
+                fontsize=7,
+            )
+    ax.set_xticks(
+        range(len(columns)),
+        ["0" if c == 0 else f"{(c - 1) / 10:g}–{c / 10:g}" for c in columns],
+        rotation=45,
+    )
+    ax.set_yticks(range(len(octaves)), [f"{2**o}–{2 ** (o + 1) - 1}" for o in octaves])
+    ax.set_xlabel("dropout p")
+    ax.set_ylabel("width (units per layer)")
+    ax.set_title(f"mean {metrics.BEST_GAP_LOSS} (red = overfitting)")
+    fig.colorbar(image, ax=ax, label=metrics.BEST_GAP_LOSS)
+    return _save(fig, out)
+
+
+def gap_by_width_band(frame: pd.DataFrame, out: Path) -> Path:
+    """``best/gap_loss`` against dropout, one colour per width band (points and bin means)."""
+    rows = frame.dropna(subset=["width", "dropout", metrics.BEST_GAP_LOSS])
+    bands = rows["width"].map(width_band)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for band in band_order(list(bands)):
+        part = rows[bands == band]
+        (points,) = ax.plot(
+            part["dropout"],
+            part[metrics.BEST_GAP_LOSS],
+            "o",
+            alpha=0.6,
+            label=f"width {band} (n={len(part)})",
+        )
+        means = part.groupby(part["dropout"].round(1))[metrics.BEST_GAP_LOSS].mean()
+        ax.plot(means.index, means.to_numpy(), "-", color=points.get_color())
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("dropout p")
+    ax.set_ylabel(f"{metrics.BEST_GAP_LOSS} (val - train, eval mode)")
+    ax.set_title("overfitting gap vs dropout, by width band (line: mean per 0.1 of p)")
+    if len(rows):
+        ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per-epoch eval-mode losses of one trial, as read from its MLflow run."""
+
+    title: str
+    epochs: list[int]
+    train_loss: list[float]
+    val_loss: list[float]
+    best_epoch: float = math.nan
+
+
+def learning_curves(curves: Sequence[Curves], out: Path) -> Path:
+    """One panel per trial (up to 3): train and val loss, both in eval mode, per epoch."""
+    shown = list(curves)[:3]
+    fig, axes = plt.subplots(
+        1, max(len(shown), 1), figsize=(5 * max(len(shown), 1), 3.8), squeeze=False
+    )
+    for ax, c in zip(axes[0], shown, strict=False):
+        ax.plot(c.epochs, c.train_loss, "-o", ms=3, label=f"{metrics.TRAIN_LOSS} (eval mode)")
+        ax.plot(c.epochs, c.val_loss, "-o", ms=3, label=metrics.VAL_LOSS)
+        if not math.isnan(c.best_epoch):
+            ax.axvline(c.best_epoch, color="grey", ls="--", lw=0.8, label="best epoch")
+        ax.set_title(c.title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def optimization_history(
+    numbers: Sequence[int], values: Sequence[float], objective: str, maximize: bool, out: Path
+) -> Path:
+    """The objective of each finished trial by trial number, with the running best."""
+    order = np.argsort(numbers)
+    xs = np.asarray(numbers)[order]
+    ys = np.asarray(values, dtype=float)[order]
+    best = np.maximum.accumulate(ys) if maximize else np.minimum.accumulate(ys)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(xs, ys, "o", alpha=0.7, label="trial")
+    ax.step(xs, best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel(objective)
+    ax.set_title(f"optimization history ({'maximize' if maximize else 'minimize'} {objective})")
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def param_importances(importances: dict[str, float], objective: str, out: Path) -> Path:
+    """Horizontal bars of each parameter's importance for ``objective`` (they sum to 1)."""
+    names = sorted(importances, key=importances.__getitem__)
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.5))
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set_xlabel(f"importance for {objective}")
+    ax.set_title("hyperparameter importances")
+    return _save(fig, out)
+
+
+def pareto_front(
+    points: Sequence[tuple[float, float]],
+    front: Sequence[tuple[float, float]],
+    objectives: Sequence[str],
+    out: Path,
+) -> Path:
+    """All finished trials in the plane of two objectives, the Pareto front highlighted."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    if points:
+        ax.plot(*zip(*points, strict=True), "o", color="lightgrey", label="trial")
+    if front:
+        ordered = sorted(front)
+        ax.plot(*zip(*ordered, strict=True), "o-", color="tab:red", label="Pareto front")
+    ax.set_xlabel(objectives[0])
+    ax.set_ylabel(objectives[1])
+    ax.set_title(f"Pareto front: {objectives[0]} vs {objectives[1]}")
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def fmt(value: Any) -> str:
+    """Floats with 4 decimals (NaN as a dash), everything else as stored."""
+    if isinstance(value, float | np.floating):
+        return "—" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def signed(value: float, digits: int = 4) -> str:
+    """``+0.0123`` / ``-0.0123``, NaN as a dash."""
+    return "—" if math.isnan(value) else f"{value:+.{digits}f}"
+
+
+def percent(value: float) -> str:
+    """``63.0%``, NaN as a dash."""
+    return "—" if math.isnan(value) else f"{value:.1%}"
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    """Render report blocks as GitHub-flavoured Markdown."""
+    lines: list[str] = []
+    for kind, body in blocks:
+        if kind in ("h1", "h2"):
+            lines.append(f"{'#' * int(kind[1])} {body}")
+        elif kind == "p":
+            lines.append(body)
+        elif kind == "ul":
+            lines.extend(f"- {item}" for item in body)
+        elif kind == "img":
+            lines.append(f"![{body[1]}]({body[0]})")
+        elif kind == "table":
+            cells = [list(body.columns), *body.astype(str).to_numpy().tolist()]
+            rows = ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in cells]
+            lines.extend([rows[0], "|" + " --- |" * len(body.columns), *rows[1:]])
+        lines.append("")
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
+text-align:right}th{background:#f3f3f3}img{max-width:100%}figcaption{color:#666}"""
+
+
+def to_html(blocks: Sequence[Block]) -> str:
+    """Render report blocks as one self-contained HTML page (images by relative file name)."""
+    title = next((str(b) for k, b in blocks if k == "h1"), "droplab report")
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>"
+    ]
+    for kind, body in blocks:
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{html.escape(str(body))}</{kind}>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in body) + "</ul>")
+        elif kind == "img":
+            src, caption = (html.escape(s) for s in body)
+            parts.append(
+                f"<figure><img src='{src}' alt='{caption}'>"
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+        elif kind == "table":
+            parts.append(body.to_html(index=False, border=0))
+    return "\n".join([*parts, "</body></html>"])
