@@ -21,11 +21,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from droplab import config as C
 from droplab import metrics
+from droplab import report_sections as S
 from droplab import study_plots as P
 from droplab.config import Config, ConfigError
 from droplab.data import Dataset, prepare
 from droplab.lit_module import LitMLP, score
 from droplab.model import MLP
+from droplab.report_sections import band_sentences  # noqa: F401 (public API)
 from droplab.storage import FAIL_REASON, RUN_ID, is_journal, open_storage
 from droplab.study import BASELINE, OBJECTIVES, PARENT_RUN, trial_name
 from droplab.study_summary import MODEL, MODEL_FILE, SUMMARY, best_trials
@@ -33,7 +35,6 @@ from droplab.tracking import make_tracker
 from droplab.training import build_model, positive_weight
 
 DROPOUT_KEY, WIDTH_KEY = "model.dropout", "model.width"
-USABLE = (TrialState.COMPLETE.name, TrialState.PRUNED.name)
 REPORT_FOLDER = "report"  # the parent run's artifact folder
 REDUCTION_COLUMNS = (
     "number width dropout gap control_trials control_width control_gap "
@@ -98,12 +99,6 @@ def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=None if rows else empty)
 
 
-def _usable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Finished trials that carry a summary (pruned ones without one are left out)."""
-    keep = frame["state"].isin(USABLE) & frame[metrics.BEST_GAP_LOSS].notna()
-    return frame[keep & frame["width"].notna() & frame["dropout"].notna()]
-
-
 def gap_reduction(frame: pd.DataFrame) -> pd.DataFrame:
     """Each dropout trial against the dropout-0 control(s) at the nearest width.
 
@@ -111,7 +106,7 @@ def gap_reduction(frame: pd.DataFrame) -> pd.DataFrame:
     that is at most one octave; ``reduction = 1 - gap / gap_control`` on ``best/gap_loss``
     and ``delta_val_auprc`` (the cost) sit side by side. No control: NaN.
     """
-    usable = _usable(frame)
+    usable = S.usable(frame)
     controls = usable[usable["dropout"] == 0.0]
     rows = [_against_control(r, controls) for _, r in usable[usable["dropout"] > 0].iterrows()]
     out = pd.DataFrame(rows, columns=REDUCTION_COLUMNS)
@@ -140,31 +135,6 @@ def _against_control(row: pd.Series, controls: pd.DataFrame) -> dict[str, Any]:
         auprc - control_auprc,
     )
     return dict(zip(REDUCTION_COLUMNS, values, strict=True))
-
-
-def band_sentences(reduction: pd.DataFrame) -> list[str]:
-    """One plain sentence per width band, for its dropout band with the largest mean
-    reduction (the number of dropout bands it was chosen from is said)."""
-    lines = []
-    for band in P.band_order(list(reduction["width_band"])):
-        part = reduction[(reduction["width_band"] == band) & reduction["reduction"].notna()]
-        if part.empty:
-            lines.append(
-                f"At widths {band}, no dropout trial has a dropout-0 control that "
-                "overfits (positive gap) within one octave of its width."
-            )
-            continue
-        means = part.groupby("dropout_band")[["reduction", "delta_val_auprc"]].mean()
-        best = str(means["reduction"].idxmax())
-        r, d = means.loc[best, "reduction"], means.loc[best, "delta_val_auprc"]
-        n = int((part["dropout_band"] == best).sum())
-        of = f"; the best of {len(means)} dropout bands" if len(means) > 1 else ""
-        lines.append(
-            f"At widths {band}, dropout {best} {'reduced' if r >= 0 else 'increased'} the gap "
-            f"by {abs(r):.0%} (vs dropout 0 at the nearest width) and changed val AUPRC by "
-            f"{P.signed(d, 3).replace('-', '−')} (mean of {n} trial{'s' if n > 1 else ''}{of})."
-        )
-    return lines
 
 
 def test_score(cfg: Config, study: optuna.Study) -> dict[str, float] | None:
@@ -222,13 +192,13 @@ def write_report(cfg: Config) -> ReportPaths:
     objectives = _objectives(cfg, study)
     images, notes = _figures(cfg, study, frame, objectives, out)
     blocks = [
-        *_header(cfg, study, frame, objectives),
-        *_best_section(study, objectives),
-        *_bands_section(frame),
-        *_reduction_section(gap_reduction(frame)),
-        *_test_section(study, test_score(cfg, study)),
-        *_failures_section(frame),
-        *_plots_section(images, notes),
+        *S.header(cfg, study, frame, objectives),
+        *S.best_section(study, objectives),
+        *S.bands_section(frame),
+        *S.reduction_section(gap_reduction(frame)),
+        *S.test_section(study, test_score(cfg, study)),
+        *S.failures_section(frame),
+        *S.plots_section(images, notes),
     ]
     paths = ReportPaths(out / "report.html", out / "report.md", out, images)
     paths.markdown.write_text(P.to_markdown(blocks), encoding="utf-8")
@@ -252,7 +222,7 @@ def _figures(
     """Every figure the data allows, and a note for each one it does not."""
     for old in out.glob("*.png"):  # a figure the data no longer allows must not linger
         old.unlink()
-    usable, done = _usable(frame), _ranked(study)
+    usable, done = S.usable(frame), _ranked(study)
     images, notes = [], []
     if not usable.empty:
         images.append(P.gap_heatmap(usable, out / "gap_heatmap.png"))
@@ -321,116 +291,3 @@ def _importances(study: optuna.Study, done: list[FrozenTrial]) -> dict[str, floa
         return optuna.importance.get_param_importances(study, params=varying)
     except (ValueError, RuntimeError) as exc:
         return f"Optuna could not compute them ({exc})"
-
-
-def _header(
-    cfg: Config, study: optuna.Study, frame: pd.DataFrame, objectives: list[str]
-) -> list[P.Block]:
-    goals = ", ".join(
-        f"{o} ({d.name.lower()})" for o, d in zip(objectives, study.directions, strict=False)
-    )
-    counts = frame["state"].value_counts()
-    states = [TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name]
-    states += [s for s in counts.index if s not in states]
-    table = pd.DataFrame({"state": states, "trials": [int(counts.get(s, 0)) for s in states]})
-    text = (
-        f"Storage {C.mask_secrets(C.study_storage(cfg))}; MLflow parent run "
-        f"{study.user_attrs.get(PARENT_RUN) or 'none'}; objectives: {goals}. The gap is "
-        f"{metrics.BEST_GAP_LOSS} = val loss - train loss at the best epoch, both measured in "
-        "eval mode (dropout off), so it measures overfitting and not dropout's noise."
-    )
-    title = f"droplab report: study {study.study_name}"
-    return [("h1", title), ("p", text), ("h2", "Trials by state"), ("table", table)]
-
-
-def _best_section(study: optuna.Study, objectives: list[str]) -> list[P.Block]:
-    head: list[P.Block] = [("h2", "Best configuration")]
-    best = best_trials(study)
-    if not best:
-        return [*head, ("p", "No complete trial yet.")]
-    t, summary = best[0], best[0].user_attrs.get(SUMMARY) or {}
-    rows = [(key, P.fmt(value)) for key, value in t.params.items()]
-    rows += [(f"{o} (objective)", P.fmt(v)) for o, v in zip(objectives, t.values, strict=False)]
-    rows += [(k, P.fmt(int(v) if k == metrics.BEST_EPOCH else v)) for k, v in summary.items()]
-    text = f"Trial {t.number} is the best by {objectives[0]}."
-    if len(study.directions) > 1:
-        text = (
-            f"The Pareto front holds {len(best)} trial(s); trial {t.number} is best by "
-            f"{objectives[0]} among them."
-        )
-    table = pd.DataFrame(rows, columns=["setting or metric", "value"])
-    return [*head, ("p", text), ("table", table)]
-
-
-def _bands_section(frame: pd.DataFrame) -> list[P.Block]:
-    head: P.Block = ("h2", "Gap and val AUPRC by width and dropout band")
-    usable = _usable(frame)
-    keys = [usable["width"].map(P.width_band), usable["dropout"].map(P.dropout_band)]
-    rows = []
-    for (wb, db), cell in usable.groupby(keys):
-        gap, auprc = cell[metrics.BEST_GAP_LOSS].mean(), cell[metrics.BEST_VAL_AUPRC].mean()
-        rows.append((wb, db, len(cell), P.signed(gap), P.fmt(auprc)))
-    if not rows:
-        return [head, ("p", "No trial with a summary yet.")]
-    order = P.band_order([b for r in rows for b in r[:2]])
-    rows.sort(key=lambda r: (order.index(r[0]), order.index(r[1])))
-    columns = ["width", "dropout", "trials", f"mean {metrics.BEST_GAP_LOSS}"]
-    table = pd.DataFrame(rows, columns=[*columns, f"mean {metrics.BEST_VAL_AUPRC}"])
-    return [head, ("table", table)]
-
-
-def _reduction_section(reduction: pd.DataFrame) -> list[P.Block]:
-    head: list[P.Block] = [("h2", "Gap reduction against dropout 0")]
-    if reduction.empty:
-        return [*head, ("p", "No dropout trial with a summary yet.")]
-    r = reduction
-    table = pd.DataFrame(
-        {
-            "trial": r["number"],
-            "width": r["width"].map("{:.0f}".format),
-            "dropout": r["dropout"].map(P.fmt),
-            metrics.BEST_GAP_LOSS: r["gap"].map(P.signed),
-            "control trial(s)": r["control_trials"].replace("", "none within 1 octave"),
-            "control gap": r["control_gap"].map(P.signed),
-            "reduction": r["reduction"].map(P.percent),
-            metrics.BEST_VAL_AUPRC: r["val_auprc"].map(P.fmt),
-            "change in val AUPRC": r["delta_val_auprc"].map(P.signed),
-        }
-    )
-    note = (
-        "reduction = 1 - gap / control gap, where the control is the mean of the dropout-0 "
-        "trials at the nearest width (log2 distance, at most one octave); a control that does "
-        "not overfit (gap <= 0) gives no reduction."
-    )
-    return [*head, ("ul", band_sentences(r)), ("p", note), ("table", table)]
-
-
-def _test_section(study: optuna.Study, scores: dict[str, float] | None) -> list[P.Block]:
-    head: list[P.Block] = [("h2", "Test split (best configuration only)")]
-    if scores is None:
-        return [*head, ("p", "No saved model for the best trial, so no test-split score.")]
-    table = pd.DataFrame([(k, P.fmt(v)) for k, v in scores.items()], columns=["metric", "value"])
-    best = best_trials(study)[0]
-    epoch = (best.user_attrs.get(SUMMARY) or {}).get(metrics.BEST_EPOCH)
-    when = "its best epoch" if epoch is None else f"its best epoch, {epoch:.0f}"
-    text = (
-        f"Trial {best.number}'s saved weights, evaluated once, here, on the held-out test split "
-        "that played no part in choosing them. They are the weights of "
-        f"{when}, where its objective was read."
-    )
-    return [*head, ("p", text), ("table", table)]
-
-
-def _failures_section(frame: pd.DataFrame) -> list[P.Block]:
-    failed = frame[frame["state"] == TrialState.FAIL.name]
-    items = [
-        f"trial {n}: {reason or 'no reason recorded'}"
-        for n, reason in zip(failed["number"], failed["fail_reason"], strict=True)
-    ]
-    return [("h2", "Failures"), ("ul", items) if items else ("p", "No failed trials.")]
-
-
-def _plots_section(images: list[Path], notes: list[str]) -> list[P.Block]:
-    blocks: list[P.Block] = [("h2", "Plots")]
-    blocks += [("img", (image.name, image.stem.replace("_", " "))) for image in images]
-    return [*blocks, ("ul", notes)] if notes else blocks

@@ -1,0 +1,162 @@
+"""The sections of a study report, as blocks that ``study_plots`` renders to Markdown and HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from droplab import config as C
+from droplab import metrics
+from droplab import study_plots as P
+from droplab.config import Config
+from droplab.study import PARENT_RUN
+from droplab.study_summary import SUMMARY, best_trials
+
+USABLE = (TrialState.COMPLETE.name, TrialState.PRUNED.name)
+
+
+def usable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials that carry a summary (pruned ones without one are left out)."""
+    keep = frame["state"].isin(USABLE) & frame[metrics.BEST_GAP_LOSS].notna()
+    return frame[keep & frame["width"].notna() & frame["dropout"].notna()]
+
+
+def band_sentences(reduction: pd.DataFrame) -> list[str]:
+    """One plain sentence per width band, for its dropout band with the largest mean
+    reduction (the number of dropout bands it was chosen from is said)."""
+    lines = []
+    for band in P.band_order(list(reduction["width_band"])):
+        part = reduction[(reduction["width_band"] == band) & reduction["reduction"].notna()]
+        if part.empty:
+            lines.append(
+                f"At widths {band}, no dropout trial has a dropout-0 control that "
+                "overfits (positive gap) within one octave of its width."
+            )
+            continue
+        means = part.groupby("dropout_band")[["reduction", "delta_val_auprc"]].mean()
+        best = str(means["reduction"].idxmax())
+        r, d = means.loc[best, "reduction"], means.loc[best, "delta_val_auprc"]
+        n = int((part["dropout_band"] == best).sum())
+        of = f"; the best of {len(means)} dropout bands" if len(means) > 1 else ""
+        lines.append(
+            f"At widths {band}, dropout {best} {'reduced' if r >= 0 else 'increased'} the gap "
+            f"by {abs(r):.0%} (vs dropout 0 at the nearest width) and changed val AUPRC by "
+            f"{P.signed(d, 3).replace('-', '−')} (mean of {n} trial{'s' if n > 1 else ''}{of})."
+        )
+    return lines
+
+
+def header(
+    cfg: Config, study: optuna.Study, frame: pd.DataFrame, objectives: list[str]
+) -> list[P.Block]:
+    goals = ", ".join(
+        f"{o} ({d.name.lower()})" for o, d in zip(objectives, study.directions, strict=False)
+    )
+    counts = frame["state"].value_counts()
+    states = [TrialState.COMPLETE.name, TrialState.PRUNED.name, TrialState.FAIL.name]
+    states += [s for s in counts.index if s not in states]
+    table = pd.DataFrame({"state": states, "trials": [int(counts.get(s, 0)) for s in states]})
+    text = (
+        f"Storage {C.mask_secrets(C.study_storage(cfg))}; MLflow parent run "
+        f"{study.user_attrs.get(PARENT_RUN) or 'none'}; objectives: {goals}. The gap is "
+        f"{metrics.BEST_GAP_LOSS} = val loss - train loss at the best epoch, both measured in "
+        "eval mode (dropout off), so it measures overfitting and not dropout's noise."
+    )
+    title = f"droplab report: study {study.study_name}"
+    return [("h1", title), ("p", text), ("h2", "Trials by state"), ("table", table)]
+
+
+def best_section(study: optuna.Study, objectives: list[str]) -> list[P.Block]:
+    head: list[P.Block] = [("h2", "Best configuration")]
+    best = best_trials(study)
+    if not best:
+        return [*head, ("p", "No complete trial yet.")]
+    t, summary = best[0], best[0].user_attrs.get(SUMMARY) or {}
+    rows = [(key, P.fmt(value)) for key, value in t.params.items()]
+    rows += [(f"{o} (objective)", P.fmt(v)) for o, v in zip(objectives, t.values, strict=False)]
+    rows += [(k, P.fmt(int(v) if k == metrics.BEST_EPOCH else v)) for k, v in summary.items()]
+    text = f"Trial {t.number} is the best by {objectives[0]}."
+    if len(study.directions) > 1:
+        text = (
+            f"The Pareto front holds {len(best)} trial(s); trial {t.number} is best by "
+            f"{objectives[0]} among them."
+        )
+    table = pd.DataFrame(rows, columns=["setting or metric", "value"])
+    return [*head, ("p", text), ("table", table)]
+
+
+def bands_section(frame: pd.DataFrame) -> list[P.Block]:
+    head: P.Block = ("h2", "Gap and val AUPRC by width and dropout band")
+    done = usable(frame)
+    keys = [done["width"].map(P.width_band), done["dropout"].map(P.dropout_band)]
+    rows = []
+    for (wb, db), cell in done.groupby(keys):
+        gap, auprc = cell[metrics.BEST_GAP_LOSS].mean(), cell[metrics.BEST_VAL_AUPRC].mean()
+        rows.append((wb, db, len(cell), P.signed(gap), P.fmt(auprc)))
+    if not rows:
+        return [head, ("p", "No trial with a summary yet.")]
+    order = P.band_order([b for r in rows for b in r[:2]])
+    rows.sort(key=lambda r: (order.index(r[0]), order.index(r[1])))
+    columns = ["width", "dropout", "trials", f"mean {metrics.BEST_GAP_LOSS}"]
+    table = pd.DataFrame(rows, columns=[*columns, f"mean {metrics.BEST_VAL_AUPRC}"])
+    return [head, ("table", table)]
+
+
+def reduction_section(reduction: pd.DataFrame) -> list[P.Block]:
+    head: list[P.Block] = [("h2", "Gap reduction against dropout 0")]
+    if reduction.empty:
+        return [*head, ("p", "No dropout trial with a summary yet.")]
+    r = reduction
+    table = pd.DataFrame(
+        {
+            "trial": r["number"],
+            "width": r["width"].map("{:.0f}".format),
+            "dropout": r["dropout"].map(P.fmt),
+            metrics.BEST_GAP_LOSS: r["gap"].map(P.signed),
+            "control trial(s)": r["control_trials"].replace("", "none within 1 octave"),
+            "control gap": r["control_gap"].map(P.signed),
+            "reduction": r["reduction"].map(P.percent),
+            metrics.BEST_VAL_AUPRC: r["val_auprc"].map(P.fmt),
+            "change in val AUPRC": r["delta_val_auprc"].map(P.signed),
+        }
+    )
+    note = (
+        "reduction = 1 - gap / control gap, where the control is the mean of the dropout-0 "
+        "trials at the nearest width (log2 distance, at most one octave); a control that does "
+        "not overfit (gap <= 0) gives no reduction."
+    )
+    return [*head, ("ul", band_sentences(r)), ("p", note), ("table", table)]
+
+
+def test_section(study: optuna.Study, scores: dict[str, float] | None) -> list[P.Block]:
+    head: list[P.Block] = [("h2", "Test split (best configuration only)")]
+    if scores is None:
+        return [*head, ("p", "No saved model for the best trial, so no test-split score.")]
+    table = pd.DataFrame([(k, P.fmt(v)) for k, v in scores.items()], columns=["metric", "value"])
+    best = best_trials(study)[0]
+    epoch = (best.user_attrs.get(SUMMARY) or {}).get(metrics.BEST_EPOCH)
+    when = "its best epoch" if epoch is None else f"its best epoch, {epoch:.0f}"
+    text = (
+        f"Trial {best.number}'s saved weights, evaluated once, here, on the held-out test split "
+        "that played no part in choosing them. They are the weights of "
+        f"{when}, where its objective was read."
+    )
+    return [*head, ("p", text), ("table", table)]
+
+
+def failures_section(frame: pd.DataFrame) -> list[P.Block]:
+    failed = frame[frame["state"] == TrialState.FAIL.name]
+    items = [
+        f"trial {n}: {reason or 'no reason recorded'}"
+        for n, reason in zip(failed["number"], failed["fail_reason"], strict=True)
+    ]
+    return [("h2", "Failures"), ("ul", items) if items else ("p", "No failed trials.")]
+
+
+def plots_section(images: list[Path], notes: list[str]) -> list[P.Block]:
+    blocks: list[P.Block] = [("h2", "Plots")]
+    blocks += [("img", (image.name, image.stem.replace("_", " "))) for image in images]
+    return [*blocks, ("ul", notes)] if notes else blocks
