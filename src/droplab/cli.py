@@ -29,11 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("args", nargs="*", help="[EXP.yaml] [key=value ...]")
     for name, text in (
         ("study", "create or resume an Optuna study"),
+        ("compare", "paired multi-seed grid + statistics (resumes finished seed runs)"),
         ("report", "write runs/reports/<name>/report.html (+ .md, PNGs)"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment", help="EXP.yaml")
         p.add_argument("args", nargs="*", help="key=value overrides")
+    replay = sub.add_parser("replay", help="rerun a logged run and check the metrics match")
+    replay.add_argument("run_id", help="an MLflow run that trained a model (seed/trial/train)")
+    replay.add_argument(
+        "--tracking-uri", default=None, help="default: the MLflow store under paths.runs"
+    )
     data = sub.add_parser("data", help="data utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="export the synthetic fraud table as CSV")
@@ -77,12 +83,32 @@ def _study(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _compare(ns: argparse.Namespace) -> int:
+    from droplab.compare import run_comparison
+    from droplab.compare_report import print_comparison
+    from droplab.config import load_config
+
+    cfg = load_config(ns.experiment, ns.args)
+    print_comparison(cfg, run_comparison(cfg, progress=True))
+    return EXIT_OK
+
+
+def _replay(ns: argparse.Namespace) -> int:
+    from droplab.replay import print_replay, replay
+
+    result = replay(ns.run_id, ns.tracking_uri)
+    print_replay(result)
+    return result.exit_code
+
+
 def _report(ns: argparse.Namespace) -> int:
+    from droplab.compare_report import write_comparison_report
     from droplab.config import load_config
     from droplab.report import write_report
 
     cfg = load_config(ns.experiment, ns.args)
-    paths = write_report(cfg)
+    # An experiment with a compare grid is a comparison; otherwise it is a study.
+    paths = write_comparison_report(cfg) if cfg.compare.grid else write_report(cfg)
     print(f"report: {paths.html}\n        {paths.markdown}")
     return EXIT_OK
 
@@ -100,6 +126,8 @@ def _data(ns: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _train,
     "study": _study,
+    "compare": _compare,
+    "replay": _replay,
     "report": _report,
     "data": _data,
 }
@@ -113,9 +141,10 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
 
 
 def _expected_failures() -> tuple[type[BaseException], ...]:
+    from droplab.compare import ComparisonFailed
     from droplab.study_summary import StudyFailed
 
-    return (StudyFailed,)
+    return (StudyFailed, ComparisonFailed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _resume_hint(ns: argparse.Namespace) -> str:
     if ns.command == "study":
         return "run the same command again to resume (finished trials are kept)"
+    if ns.command == "compare":
+        return "run the same command again to resume (finished seed runs are reused)"
     return "nothing was half-written; run the same command again"
 
 

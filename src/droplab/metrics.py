@@ -134,3 +134,17 @@ def study_count(state: str) -> str:
 def study_best(objective: str) -> str:
     """Parent-run metric holding the study's best value of ``objective``."""
     return f"study/best_{objective.replace('/', '_')}"
+
+
+# Comparison runs: counts on the parent, contrasts against the baseline on each cell run.
+N_SEEDS, N_TRAINED, N_REUSED, N_FAILED = (
+    "compare/n_seeds",
+    "compare/n_trained",
+    "compare/n_reused",
+    "compare/n_failed",
+)
+
+
+def compare_metric(kind: str, metric: str) -> str:
+    """Cell-run metric of a contrast, e.g. ``compare/reduction_final_gap_loss``."""
+    return f"compare/{kind}_{metric.replace('/', '_')}"

@@ -11,10 +11,10 @@ import functools
 import logging
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,19 +138,17 @@ class MlflowTracker(Tracker):
         self.client.log_dict(run_id, content, filename)
 
     def log_dataset(self, run_id: str, data: Dataset) -> None:
+        from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.data.numpy_dataset import from_numpy
         from mlflow.entities import DatasetInput, InputTag
 
-        # The digest is ours (over the raw table); MLflow would otherwise hash the arrays again.
-        with warnings.catch_warnings():  # MLflow guesses a source type for a plain string
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = from_numpy(
-                data.x_train.cpu().numpy()[:0],
-                targets=data.y_train.cpu().numpy()[:0],
-                source=data.source,
-                name=data.source,
-                digest=data.digest[:32],
-            )
+        # An explicit source: MLflow refuses a source string whose scheme it does not know
+        # (``sklearn:digits``, ``csv:/path``). The digest is ours (over the raw table).
+        source = CodeDatasetSource({"droplab.source": data.source})
+        x, y = data.x_train.cpu().numpy()[:0], data.y_train.cpu().numpy()[:0]
+        dataset = from_numpy(
+            x, targets=y, source=source, name=data.source, digest=data.digest[:32]
+        )
         tag = InputTag(key="mlflow.data.context", value="training")
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
 
@@ -307,12 +305,31 @@ def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": result.device,
         "threads": result.threads,
+        "interop_threads": torch.get_num_interop_threads(),
+        "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+        # CPU kernels differ by instruction set (AVX2 vs AVX-512): floats can differ with it.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": _cuda_facts(),
+        "command": sys.argv,
         "deterministic": {
             "train.deterministic": cfg.train.deterministic,
             "torch.use_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "seed": cfg.seed,
         },
         "config": C.public_dict(cfg),
+    }
+
+
+def _cuda_facts() -> dict[str, Any] | None:
+    if not torch.cuda.is_available():
+        return None
+    return {
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "gpu": torch.cuda.get_device_name(0),
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     }
 
 

@@ -1,0 +1,401 @@
+"""``droplab compare``: a paired multi-seed grid, every cell against its dropout-0 baseline.
+
+Reads top to bottom in :func:`run_comparison`: plan the cells (a bad key stops here), prepare
+every data split (bad data stops here), open the MLflow parent and cell runs (reopened when
+the comparison resumes), reuse each (cell, seed) that already finished, train the rest, then
+compute the statistics, write the report and close the runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from droplab import config as C
+from droplab import metrics, stats, tracking
+from droplab.config import Config, ConfigError, DataConfig
+from droplab.data import Dataset, prepare
+from droplab.replay import find_runs, finished_by_hash, logged_summary
+from droplab.training import EpochHook, progress_bar
+
+if TYPE_CHECKING:
+    from droplab.compare_report import ComparisonReport
+
+KIND_COMPARISON, KIND_CELL, KIND_SEED = "comparison", "cell", "seed"
+COMPARISON_ID = "droplab.comparison_id"
+CELL_KEY = "droplab.cell_key"
+BASELINE = "droplab.baseline"
+SEED = "droplab.seed"
+SEED_RUNS = "droplab.seed_runs"
+DEFAULT_BASELINE: dict[str, Any] = {"model.dropout": 0.0}
+_SHORT = {"model.dropout": "p", "model.width": "w"}
+
+
+class ComparisonFailed(RuntimeError):
+    """Every seed run this invocation started failed; the message names the first reason."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: its dotted overrides, its identity and the baseline it is compared to."""
+
+    key: str  # config hash of the cell at the base seed
+    overrides: dict[str, Any]
+    label: str  # "p=0.30 w=256"
+    group: str  # what it shares with its baseline: "w=256"
+    baseline_key: str | None  # None: the cell is a baseline
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.baseline_key is None
+
+
+@dataclass(frozen=True)
+class Member:
+    """One (cell, seed) to train: a seed fixes split, init, dropout masks and batch order."""
+
+    cell: Cell
+    seed: int
+    cfg: Config
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.cell.key, self.seed)
+
+
+@dataclass
+class SeedRecord:
+    """What a (cell, seed) produced: its run, summary metrics and per-epoch gap/loss."""
+
+    cell_key: str
+    seed: int
+    run_id: str | None
+    summary: dict[str, float]
+    curve: list[float]
+    reused: bool = False
+    failure: str | None = None
+
+
+@dataclass
+class ComparisonOutcome:
+    """What one ``droplab compare`` invocation did and where the results are."""
+
+    name: str
+    parent_run_id: str
+    cells: list[Cell]
+    stats: dict[str, stats.CellStats]
+    trained: int
+    reused: int
+    failed: list[str]
+    seconds: float
+    report: ComparisonReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(cfg: Config) -> list[Cell]:
+    """The cells of ``compare.grid`` plus the baselines they need, each baseline first.
+
+    Raises:
+        ConfigError: an empty grid, or a grid/baseline key outside data, model and train.
+    """
+    grid, baseline = cfg.compare.grid, cfg.compare.baseline or DEFAULT_BASELINE
+    if not grid:
+        raise ConfigError("compare.grid={} is empty; allowed: {model.dropout: [0.0, 0.5], ...}")
+    for key in [*grid, *baseline]:
+        if not key.startswith(("data.", "model.", "train.")):
+            raise ConfigError(
+                f"compare key {key} is not allowed; allowed: data.*, model.*, train.*"
+            )
+    cells: dict[str, Cell] = {}
+    for values in itertools.product(*grid.values()):
+        overrides = dict(zip(grid, values, strict=True))
+        base = {**overrides, **baseline}
+        base_key, key = _key(cfg, base), _key(cfg, overrides)
+        group = _label({k: v for k, v in overrides.items() if k not in baseline}) or "all"
+        cells.setdefault(base_key, Cell(base_key, base, _label(base), group, None))
+        if key != base_key:
+            cells.setdefault(key, Cell(key, overrides, _label(overrides), group, base_key))
+    groups = list(dict.fromkeys(c.group for c in cells.values()))
+    return sorted(cells.values(), key=lambda c: (groups.index(c.group), not c.is_baseline))
+
+
+def _key(cfg: Config, overrides: Mapping[str, Any]) -> str:
+    return C.config_hash(C.with_overrides(cfg, dict(overrides)))
+
+
+def _label(overrides: Mapping[str, Any]) -> str:
+    keys = [k for k in _SHORT if k in overrides] + [k for k in overrides if k not in _SHORT]
+    return " ".join(f"{_SHORT.get(k, k.split('.')[-1])}={_fmt(k, overrides[k])}" for k in keys)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "/".join(_fmt(key, v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.2f}" if key == "model.dropout" else f"{value:g}"
+    return str(value)
+
+
+def members(cfg: Config, cells: Sequence[Cell]) -> list[Member]:
+    """Every (cell, seed), seed-major: an interruption leaves whole paired replicates."""
+    seeds = cfg.compare.seeds
+    return [
+        Member(c, s, C.with_overrides(cfg, {**c.overrides, "seed": s}))
+        for s in seeds
+        for c in cells
+    ]
+
+
+def comparison_id(cells: Sequence[Cell], seeds: Sequence[int]) -> str:
+    """The comparison's identity: its cells (their config hashes) and seeds."""
+    blob = json.dumps({"cells": sorted(c.key for c in cells), "seeds": list(seeds)})
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def dataset(cache: dict[tuple[DataConfig, int], Dataset], cfg: Config) -> Dataset:
+    """``prepare(cfg.data, cfg.seed)``, once per data section and seed (cells share it)."""
+    key = (cfg.data, cfg.seed)
+    if key not in cache:
+        cache[key] = prepare(cfg.data, cfg.seed)
+    return cache[key]
+
+
+def collect_finished(
+    tracker: tracking.Tracker, todo: Sequence[Member], data: dict[tuple[DataConfig, int], Dataset]
+) -> dict[tuple[str, int], SeedRecord]:
+    """The members that already have a FINISHED seed run with their config hash and data."""
+    finished = finished_by_hash(tracker, KIND_SEED)
+    out = {}
+    for m in todo:
+        run = finished.get(C.config_hash(m.cfg))
+        if run is None or run.data.tags.get(tracking.DATA_DIGEST) != dataset(data, m.cfg).digest:
+            continue
+        summary, curve = logged_summary(tracker, run)
+        out[m.key] = SeedRecord(m.cell.key, m.seed, run.info.run_id, summary, curve, reused=True)
+    return out
+
+
+def analyze(
+    cells: Sequence[Cell], records: Mapping[tuple[str, int], SeedRecord]
+) -> dict[str, stats.CellStats]:
+    """Statistics of every cell from its finished seed records (see :func:`stats.analyze`)."""
+    values: dict[str, dict[str, dict[int, float]]] = {c.key: {} for c in cells}
+    for r in records.values():
+        if r.failure is None:
+            for metric, value in r.summary.items():
+                values[r.cell_key].setdefault(metric, {})[r.seed] = value
+    return stats.analyze(values, {c.key: c.baseline_key for c in cells})
+
+
+@dataclass
+class _Context:
+    cfg: Config
+    tracker: tracking.Tracker
+    comparison_id: str
+    data: dict[tuple[DataConfig, int], Dataset]
+    hooks: Sequence[EpochHook] = ()
+    progress: bool = False
+    parent_id: str = ""
+    cell_runs: dict[str, str] = field(default_factory=dict)
+
+
+def run_comparison(
+    cfg: Config, progress: bool = False, hooks: Sequence[EpochHook] = ()
+) -> ComparisonOutcome:
+    """Run (or resume) the comparison of ``compare.grid`` over ``compare.seeds``.
+
+    Args:
+        cfg: the resolved config; ``compare.grid`` must not be empty.
+        progress: show progress bars (members, and epochs of the running member).
+        hooks: epoch hooks passed to every fit (tests use them to interrupt).
+
+    Returns:
+        The statistics of every cell, what was trained or reused, and the report's paths.
+
+    Raises:
+        ConfigError: bad grid, baseline or store (before anything is written).
+        DataError: bad data (before anything is written).
+        ComparisonFailed: every seed run started now failed.
+    """
+    start = time.perf_counter()
+    cells = plan(cfg)
+    todo = members(cfg, cells)
+    data: dict[tuple[DataConfig, int], Dataset] = {}
+    for member in todo:
+        dataset(data, member.cfg)  # bad data: exit 2 before any run exists
+    ctx = _Context(cfg, tracking.make_tracker(cfg), comparison_id(cells, cfg.compare.seeds), data)
+    ctx.hooks, ctx.progress = hooks, progress
+    try:
+        _open_parent(ctx)
+        _open_cells(ctx, cells)
+        records = collect_finished(ctx.tracker, todo, data)
+        pending = [m for m in todo if m.key not in records]
+        records.update(_train(ctx, pending))
+        return _finish(ctx, cells, records, len(pending), time.perf_counter() - start)
+    except BaseException as exc:
+        reason = tracking.failure_reason(exc)
+        for run_id in [*ctx.cell_runs.values(), ctx.parent_id]:
+            if run_id:
+                tracking.end_quietly(ctx.tracker, run_id, tracking.FAILED, tracking.FAIL, reason)
+        raise
+
+
+def _open_parent(ctx: _Context) -> None:
+    """The comparison's parent run: created once, reopened when the comparison resumes."""
+    tags = {tracking.KIND: KIND_COMPARISON, COMPARISON_ID: ctx.comparison_id}
+    found = find_runs(ctx.tracker, tags)
+    if found:
+        ctx.parent_id = str(found[0].info.run_id)
+        ctx.tracker.reopen(ctx.parent_id)
+        return
+    name = f"comparison-{ctx.cfg.name}"
+    ctx.parent_id = ctx.tracker.start(name, KIND_COMPARISON, tags, None)
+    ctx.tracker.log_params(ctx.parent_id, tracking.run_params(ctx.cfg))
+
+
+def _open_cells(ctx: _Context, cells: Sequence[Cell]) -> None:
+    """One child run per cell (params: the cell's overrides); existing ones are reopened.
+    Each goes into ``ctx.cell_runs`` at once, so a failure midway still closes it."""
+    found = find_runs(ctx.tracker, {tracking.KIND: KIND_CELL, tracking.PARENT: ctx.parent_id})
+    existing = {r.data.tags.get(CELL_KEY): str(r.info.run_id) for r in found}
+    for cell in cells:
+        run_id = existing.get(cell.key)
+        if run_id is not None:
+            ctx.tracker.reopen(run_id)
+            ctx.cell_runs[cell.key] = run_id
+            continue
+        tags = {CELL_KEY: cell.key, BASELINE: str(cell.is_baseline).lower()}
+        run_id = ctx.tracker.start(f"cell {cell.label}", KIND_CELL, tags, ctx.parent_id)
+        ctx.cell_runs[cell.key] = run_id
+        ctx.tracker.log_params(run_id, cell.overrides)
+
+
+def _train(ctx: _Context, pending: Sequence[Member]) -> dict[tuple[str, int], SeedRecord]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(pending), desc="seed runs", unit="run") if ctx.progress else None
+    out = {}
+    for group in _groups(pending, ctx.cfg.compare.vectorize):
+        for record in _train_members(ctx, group):
+            out[(record.cell_key, record.seed)] = record
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _groups(pending: Sequence[Member], vectorize: bool) -> list[list[Member]]:
+    """Members trained together. ``compare.vectorize`` is accepted but a no-op until
+    seed-vectorized training lands (it will group members that share a width)."""
+    del vectorize
+    return [[m] for m in pending]
+
+
+def _train_members(ctx: _Context, group: Sequence[Member]) -> list[SeedRecord]:
+    """Train each member in its own seed run under its cell run, one record per member.
+
+    The seam for seed-vectorized training: a batched version trains ``group`` as one stacked
+    model and returns the same records (still one seed run per member).
+    """
+    return [_train_one(ctx, m) for m in group]
+
+
+def _train_one(ctx: _Context, m: Member) -> SeedRecord:
+    hooks = list(ctx.hooks)
+    if ctx.progress:
+        hooks.append(progress_bar(m.cfg.train.epochs, f"{m.cell.label} seed-{m.seed}"))
+    tags = {COMPARISON_ID: ctx.comparison_id, CELL_KEY: m.cell.key, SEED: str(m.seed)}
+    started: list[str] = []
+    try:
+        tracked = tracking.run_fit(
+            m.cfg,
+            ctx.tracker,
+            kind=KIND_SEED,
+            name=f"seed-{m.seed}",
+            parent_id=ctx.cell_runs[m.cell.key],
+            tags=tags,
+            hooks=hooks,
+            data=dataset(ctx.data, m.cfg),
+            on_start=started.append,
+        )
+    except Exception as exc:  # a diverged seed is a result, not a crash: its pair is dropped
+        run_id = started[0] if started else None
+        return SeedRecord(m.cell.key, m.seed, run_id, {}, [], failure=tracking.failure_reason(exc))
+    history = tracked.result.history
+    curve = [epoch[metrics.GAP_LOSS] for epoch in history]
+    return SeedRecord(m.cell.key, m.seed, tracked.run_id, dict(tracked.result.summary), curve)
+
+
+def _finish(
+    ctx: _Context,
+    cells: list[Cell],
+    records: dict[tuple[str, int], SeedRecord],
+    n_pending: int,
+    seconds: float,
+) -> ComparisonOutcome:
+    """Statistics, cell runs closed with their means and contrasts, report on the parent."""
+    labels = {c.key: c.label for c in cells}
+    failed = [
+        f"{labels[r.cell_key]} seed-{r.seed}: {r.failure}" for r in records.values() if r.failure
+    ]
+    if n_pending and len(failed) == n_pending:
+        raise ComparisonFailed(f"all {n_pending} seed runs failed; first: {failed[0]}")
+    finished = {k: r for k, r in records.items() if r.failure is None}
+    outcome = ComparisonOutcome(
+        name=ctx.cfg.name,
+        parent_run_id=ctx.parent_id,
+        cells=cells,
+        stats=analyze(cells, finished),
+        trained=n_pending - len(failed),
+        reused=sum(r.reused for r in finished.values()),
+        failed=failed,
+        seconds=seconds,
+    )
+    _close_cells(ctx, cells, finished, outcome.stats)
+    outcome.report = _report(ctx, finished, outcome)
+    counts = {
+        stats.N_TRAINED: outcome.trained,
+        stats.N_REUSED: outcome.reused,
+        stats.N_FAILED: len(failed),
+    }
+    ctx.tracker.log_metrics(ctx.parent_id, {k: float(v) for k, v in counts.items()})
+    ctx.tracker.end(ctx.parent_id, tracking.FINISHED, tracking.COMPLETE)
+    return outcome
+
+
+def _close_cells(
+    ctx: _Context,
+    cells: Sequence[Cell],
+    records: Mapping[tuple[str, int], SeedRecord],
+    cell_stats: Mapping[str, stats.CellStats],
+) -> None:
+    for cell in cells:
+        run_id = ctx.cell_runs[cell.key]
+        seeds = {str(r.seed): r.run_id for r in records.values() if r.cell_key == cell.key}
+        ctx.tracker.set_tags(run_id, {SEED_RUNS: json.dumps(seeds, sort_keys=True)})
+        ctx.tracker.log_metrics(run_id, stats.cell_metrics(cell_stats[cell.key]))
+        if seeds:
+            ctx.tracker.end(run_id, tracking.FINISHED, tracking.COMPLETE)
+        else:
+            ctx.tracker.end(run_id, tracking.FAILED, tracking.FAIL, "no seed run finished")
+
+
+def _report(
+    ctx: _Context, records: Mapping[tuple[str, int], SeedRecord], outcome: ComparisonOutcome
+) -> ComparisonReport | None:
+    """Write the report and log its files on the parent run (tables at the top level)."""
+    from droplab.compare_report import log_report, render  # late: they import this module
+
+    try:
+        report = render(ctx.cfg, outcome.cells, records, outcome.stats)
+    except Exception as exc:  # a report problem must not lose a finished comparison
+        outcome.notes.append(f"report not written: {tracking.failure_reason(exc)}")
+        return None
+    log_report(ctx.tracker, ctx.parent_id, report)
+    return report

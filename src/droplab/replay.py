@@ -1,0 +1,314 @@
+"""``droplab replay RUN_ID``: rerun a logged run without tracking and check its numbers match.
+
+The run's ``manifest.json`` holds the resolved config (its params are the same config
+flattened); the data digest is checked first (other rows cannot give the same numbers), then
+``training.fit`` reruns it and every per-epoch history and summary metric is compared with
+what the run logged. Also the small readers of logged runs that ``compare`` reuses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from droplab import config as C
+from droplab import metrics, tracking
+from droplab.config import Config, ConfigError
+from droplab.data import prepare
+from droplab.training import fit
+
+EXIT_MATCH, EXIT_MISMATCH = 0, 1
+NOT_FITS = ("study", "comparison", "cell")  # run kinds that group other runs
+
+
+def find_runs(
+    tracker: tracking.Tracker, tags: Mapping[str, str], status: str | None = None
+) -> list[Any]:
+    """Runs of the tracker's experiment with all ``tags`` (and ``status``), oldest first."""
+    if not isinstance(tracker, tracking.MlflowTracker):
+        return []
+    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+    if status is not None:
+        clauses.append(f"attributes.status = '{status}'")
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = tracker.client.search_runs(
+            [tracker.experiment_id],
+            filter_string=" and ".join(clauses),
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def metric_history(client: Any, run_id: str, key: str) -> dict[int, list[float]]:
+    """Every value logged for ``key``, by step, in the order it was logged."""
+    by_step: dict[int, list[float]] = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+        by_step.setdefault(int(m.step), []).append(float(m.value))
+    return by_step
+
+
+def last_values(by_step: Mapping[int, Sequence[float]]) -> list[float]:
+    """The latest value of each step, steps in order (what the MLflow UI plots)."""
+    return [by_step[step][-1] for step in sorted(by_step)]
+
+
+def finished_by_hash(tracker: tracking.Tracker, kind: str) -> dict[str, Any]:
+    """The oldest FINISHED run of ``kind`` for each config hash (the resume index)."""
+    out: dict[str, Any] = {}
+    for run in find_runs(tracker, {tracking.KIND: kind}, status=tracking.FINISHED):
+        out.setdefault(run.data.tags.get(tracking.CONFIG_HASH, ""), run)
+    return out
+
+
+def logged_summary(tracker: tracking.Tracker, run: Any) -> tuple[dict[str, float], list[float]]:
+    """A logged run's summary metrics and its per-epoch ``gap/loss``."""
+    assert isinstance(tracker, tracking.MlflowTracker)  # runs only come from a real store
+    history = metric_history(tracker.client, run.info.run_id, metrics.GAP_LOSS)
+    summary = {k: v for k, v in run.data.metrics.items() if k in metrics.SUMMARY_KEYS}
+    return summary, last_values(history)
+
+
+@dataclass
+class Check:
+    """One line of the replay: a metric (or the data) and whether it matched."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ReplayResult:
+    """The checks of one replay; ``exit_code`` is 0 when everything matched, else 1."""
+
+    run_id: str
+    uri: str
+    checks: list[Check]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_MATCH if self.matched else EXIT_MISMATCH
+
+
+def default_uri() -> str:
+    """The MLflow store of the default config (``paths.runs`` of ``conf/default.yaml``)."""
+    return C.tracking_uri(C.load_config())
+
+
+def replay(run_id: str, tracking_uri: str | None = None, tolerance: float = 0.0) -> ReplayResult:
+    """Rerun the logged run ``run_id`` and compare its numbers with what it logged.
+
+    Args:
+        run_id: an MLflow run that trained one model (kind ``seed``, ``trial`` or ``train``).
+        tracking_uri: its store; default :func:`default_uri`.
+        tolerance: largest absolute difference that still matches (0: bit for bit).
+
+    Returns:
+        One check for the data digest, then one per per-epoch metric and summary metric.
+
+    Raises:
+        ConfigError: no such store or run, or the run holds no trained model's config.
+    """
+    start = time.perf_counter()
+    uri = tracking_uri or default_uri()
+    client = _client(uri)
+    run = _get_run(client, uri, run_id)
+    cfg, notes = _replay_config(client, run)
+    result = ReplayResult(run_id, C.mask_secrets(uri), [], notes)
+    data = prepare(cfg.data, cfg.seed)
+    logged_digest = run.data.tags.get(tracking.DATA_DIGEST, "")
+    result.checks.append(_digest_check(logged_digest, data.digest))
+    if result.checks[0].ok:
+        replayed = fit(cfg, data)
+        result.checks += _history_checks(client, run_id, replayed.history, tolerance)
+        result.checks += _summary_checks(run.data.metrics, replayed.summary, tolerance)
+    else:
+        result.notes.append("not retrained: other rows cannot reproduce the run's numbers")
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        raise ConfigError(f"tracking URI {uri}: no MLflow store there (pass --tracking-uri)")
+    return MlflowClient(tracking_uri=uri)
+
+
+def _get_run(client: Any, uri: str, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"run {run_id} not found in {C.mask_secrets(uri)}") from None
+
+
+def _replay_config(client: Any, run: Any) -> tuple[Config, list[str]]:
+    """The run's config from its manifest (params as a fallback), set to rerun it as it ran."""
+    kind = run.data.tags.get(tracking.KIND, "?")
+    if kind in NOT_FITS:
+        raise ConfigError(
+            f"run {run.info.run_id} is a {kind} run, which trained no model; "
+            "replay one of its seed, trial or train runs"
+        )
+    manifest = _manifest(client, run.info.run_id)
+    tree = manifest.get("config") or params_tree(run.data.params)
+    cfg = C.from_dict(tree)
+    notes = _drift_notes(manifest, run.data.tags, cfg)
+    overrides: dict[str, Any] = {"train.max_seconds": None}
+    if manifest.get("threads"):
+        overrides["train.threads"] = int(manifest["threads"])  # float sums depend on threads
+    overrides["train.device"] = _device(str(manifest.get("device", "cpu")), notes)
+    if run.info.status == tracking.KILLED:  # pruned: replay the epochs it ran
+        epochs = len(metric_history(client, run.info.run_id, metrics.VAL_LOSS))
+        overrides["train.epochs"] = max(1, epochs)
+        notes.append(f"the run was pruned: replaying its {epochs} epoch(s)")
+    elif run.info.status != tracking.FINISHED:
+        notes.append(f"the run is {run.info.status}: its logged numbers may be incomplete")
+    return C.with_overrides(cfg, overrides), notes
+
+
+def _device(logged: str, notes: list[str]) -> str:
+    """Replay on the logged device type; a CUDA run replays on the CPU when there is no GPU."""
+    import torch
+
+    if not logged.startswith("cuda"):
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    notes.append("the run used CUDA and there is none here: replaying on the CPU")
+    return "cpu"
+
+
+def _manifest(client: Any, run_id: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, tracking.MANIFEST, tmp)
+        except Exception:  # noqa: BLE001 - no manifest: fall back to the params
+            return {}
+        loaded = json.loads(Path(local).read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def params_tree(params: Mapping[str, str]) -> dict[str, Any]:
+    """Dotted string params back into a nested config tree (values read as YAML)."""
+    import yaml
+
+    tree: dict[str, Any] = {}
+    for key, raw in params.items():
+        value = None if raw == "None" else yaml.safe_load(raw)
+        C.set_dotted(tree, key, value)
+    return tree
+
+
+def _drift_notes(manifest: Mapping[str, Any], tags: Mapping[str, str], cfg: Config) -> list[str]:
+    """What differs from when the run was logged, so a mismatch can be explained."""
+    notes = []
+    if tags.get(tracking.CONFIG_HASH) not in (None, C.config_hash(cfg)):
+        notes.append("config hash differs from the run's: the config schema changed since")
+    commit, dirty = tracking.git_state()
+    logged_git = manifest.get("git", {})
+    if logged_git and (logged_git.get("commit"), logged_git.get("dirty")) != (commit, dirty):
+        notes.append(f"code differs: run at {logged_git.get('commit')}, now {commit}")
+    for name, version in (manifest.get("packages") or {}).items():
+        if _version(name) != version:
+            notes.append(f"{name} {version} at run time, {_version(name)} now")
+    if str(manifest.get("device", "cpu")).startswith("cuda"):
+        notes.append("the run used CUDA; bitwise equality is only promised on CPU")
+    return notes
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _digest_check(logged: str, now: str) -> Check:
+    if logged == now:
+        return Check("data digest", True, f"{now[:16]}… identical rows")
+    return Check("data digest", False, f"logged {logged[:16] or '(none)'}…, now {now[:16]}…")
+
+
+def _history_checks(
+    client: Any, run_id: str, history: Sequence[Mapping[str, float]], tol: float
+) -> list[Check]:
+    checks = []
+    for key in metrics.EPOCH_KEYS:
+        logged = metric_history(client, run_id, key)
+        replayed = {i + 1: epoch[key] for i, epoch in enumerate(history)}
+        steps = sorted(set(logged) | set(replayed))
+        bad = [d for s in steps if (d := _epoch_diff(s, logged.get(s, []), replayed.get(s), tol))]
+        detail = f"{len(replayed)} epochs identical" if not bad else f"{len(bad)} differ; {bad[0]}"
+        checks.append(Check(key, not bad, detail))
+    return checks
+
+
+def _epoch_diff(step: int, logged: Sequence[float], replayed: float | None, tol: float) -> str:
+    """Empty when every value logged at ``step`` equals the replayed one, else the difference."""
+    if logged and all(_same(v, replayed, tol) for v in logged):
+        return ""
+    return f"epoch {step}: logged {_fmt(logged)}, replayed {_fmt([replayed])}"
+
+
+def _summary_checks(
+    logged: Mapping[str, float], replayed: Mapping[str, float], tol: float
+) -> list[Check]:
+    checks = []
+    for key in metrics.SUMMARY_KEYS:
+        was, now = logged.get(key), replayed.get(key)
+        ok = was is not None and _same(was, now, tol)
+        checks.append(Check(key, ok, f"logged {_fmt([was])}, replayed {_fmt([now])}"))
+    return checks
+
+
+def _same(a: float | None, b: float | None, tol: float) -> bool:
+    if a is None or b is None:
+        return False
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b if tol == 0 else abs(a - b) <= tol
+
+
+def _fmt(values: Sequence[float | None] | None) -> str:
+    if not values:
+        return "(none)"
+    return "/".join("(none)" if v is None else f"{v:.10g}" for v in values)
+
+
+def print_replay(result: ReplayResult) -> None:
+    """One line per check, the notes, and the verdict."""
+    print(f"\nreplay of run {result.run_id} ({result.uri}) in {result.seconds:.1f}s")
+    width = max((len(c.name) for c in result.checks), default=0)
+    for check in result.checks:
+        print(f"  {'match' if check.ok else 'MISMATCH':<8}  {check.name:<{width}}  {check.detail}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    bad = sum(not c.ok for c in result.checks)
+    verdict = "all match" if result.matched else f"{bad} of {len(result.checks)} do not match"
+    print(f"  {verdict} (exit {result.exit_code})")
