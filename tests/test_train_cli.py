@@ -134,3 +134,13 @@ def test_seed_toy_prints_its_two_predictions(
 def test_tracking_uri_is_under_paths_runs(tmp_path: Path) -> None:
     # MLflow never falls back to ./mlflow.db: the store is under paths.runs
     assert tracking_uri(tiny_config(tmp_path)).startswith(f"sqlite:///{tmp_path}/runs/")
+
+
+def test_train_on_a_real_sklearn_set_logs_its_dataset(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    code = main(["train", f"paths.runs={runs}", *TINY, "data.source=sklearn:breast_cancer"])
+    # a non-URL data source is logged as an MLflow dataset input (MLflow refuses bare strings)
+    assert code == 0
+    _, run = _only_run(runs)
+    assert run.info.status == "FINISHED"
+    assert run.inputs.dataset_inputs[0].dataset.name == "sklearn:breast_cancer"
