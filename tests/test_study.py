@@ -194,6 +194,7 @@ def test_multi_objective_study_has_a_pareto_front(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["random", "qmc", "gp", "cmaes", "tpe"])
 def test_samplers_are_seeded(tmp_path: Path, sampler: str) -> None:
     params = []
@@ -205,6 +206,7 @@ def test_samplers_are_seeded(tmp_path: Path, sampler: str) -> None:
             "study.baselines=false",
             "train.epochs=1",
             "data.rows=600",
+            "tracking.enabled=false",
         )
         run(cfg)
         params.append([t.params for t in load(cfg).trials])
