@@ -270,3 +270,12 @@ def test_study_on_postgresql(tmp_path: Path) -> None:
     # and resumes there like anywhere else
     assert resumed.started == 1
     optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+def test_network_filesystem_is_detected_from_mounts() -> None:
+    from droplab.storage import filesystem_type
+
+    mounts = "/dev/vda / ext4 rw 0 0\nserver:/export /mnt/shared nfs4 rw 0 0\n"
+    # the longest mount point holding the path decides its filesystem
+    assert filesystem_type(Path("/mnt/shared/runs"), mounts) == "nfs4"
+    assert filesystem_type(Path("/home/x/runs"), mounts) == "ext4"

@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--tracking-uri", default=None, help="default: the MLflow store under paths.runs"
     )
+    ui = sub.add_parser("ui", help="MLflow UI and optuna-dashboard on 127.0.0.1")
+    ui.add_argument("args", nargs="*", help="[EXP.yaml] [key=value ...]")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
+    ui.add_argument("--port", type=int, default=5000, help="MLflow UI port")
+    ui.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard port")
     data = sub.add_parser("data", help="data utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="export the synthetic fraud table as CSV")
@@ -113,6 +118,14 @@ def _report(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ui(ns: argparse.Namespace) -> int:
+    from droplab.config import load_config
+    from droplab.ui import serve
+
+    experiment, overrides = _split_args(ns.args)
+    return serve(load_config(experiment, overrides), ns.host, ns.port, ns.dashboard_port)
+
+
 def _data(ns: argparse.Namespace) -> int:
     from droplab.data import export_synthetic
 
@@ -129,6 +142,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": _compare,
     "replay": _replay,
     "report": _report,
+    "ui": _ui,
     "data": _data,
 }
 

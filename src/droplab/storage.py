@@ -30,6 +30,61 @@ FAIL_REASON = "droplab.fail_reason"
 SLOT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "fuse.sshfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.juicefs",
+        "virtiofs",
+    }
+)
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the filesystem that holds ``path`` (from /proc/mounts; None off Linux)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target, best, kind = os.path.realpath(path), "", None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def refuse_sqlite_on_network(url: str, key: str = "study.storage") -> None:
+    """SQLite's file locks do not work on network filesystems: workers would corrupt it."""
+    if not url.startswith("sqlite:///"):
+        return
+    kind = filesystem_type(Path(url.removeprefix("sqlite:///")).parent)
+    if kind in NETWORK_FILESYSTEMS:
+        raise ConfigError(
+            f"{key}={mask_secrets(url)} is on a network filesystem ({kind}): SQLite's locks do "
+            "not work there and workers on several machines corrupt it; use postgresql://... "
+            "(README, Scaling out), or keep paths.runs on a local disk"
+        )
+
+
 def is_journal(url: str) -> bool:
     return url.endswith(".journal")
 
@@ -43,6 +98,7 @@ def check_storage(cfg: Config) -> str:
             "processes on one SQLite file fail with 'database is locked'; use a journal file "
             "(study.storage=runs/optuna.journal, the default for workers > 1) or postgresql://..."
         )
+    refuse_sqlite_on_network(url)
     if not (is_journal(url) or "://" in url):
         raise ConfigError(
             f"study.storage={mask_secrets(url)} is neither an RDB URL (sqlite:///..., "
@@ -94,7 +150,7 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
             return JournalStorage(JournalFileBackend(url))
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna
+        with warnings.catch_warnings(), _schema_lock(url):  # heartbeat is "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(
                 url,
@@ -109,12 +165,38 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
         ) from None
 
 
+# One key for every droplab process: creating Optuna's tables is rare and quick.
+_SCHEMA_LOCK = int.from_bytes(b"droplab!", "big", signed=True)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Serialise Optuna's CREATE TABLEs: workers that open a fresh PostgreSQL database at once
+    otherwise fail with UniqueViolation on pg_type (CREATE TABLE IF NOT EXISTS is not atomic)."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})")
+    finally:
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def slot_lock(storage: BaseStorage, url: str, study_name: str, cfg: Config) -> Iterator[None]:
     """Serialise 'count the slots, then take one' between workers of one study."""
-    if isinstance(storage, RDBStorage) and url.startswith("postgresql"):
+    rdb = _rdb(storage)
+    if rdb is not None and url.startswith("postgresql"):
         key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-        with storage.engine.connect() as conn:
+        with rdb.engine.connect() as conn:
             conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
             try:
                 yield
@@ -130,6 +212,12 @@ def slot_lock(storage: BaseStorage, url: str, study_name: str, cfg: Config) -> I
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _rdb(storage: BaseStorage) -> RDBStorage | None:
+    """The RDBStorage behind ``storage``: a Study holds Optuna's caching wrapper around it."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
 
 
 def slots_taken(study: optuna.Study) -> int:
@@ -178,7 +266,8 @@ def recover_stale(study: optuna.Study, on_failed: Callable[[FrozenTrial, str], N
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             on_failed(trial, reason)
             failed.append(trial.number)
-    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None:
+    rdb = _rdb(storage)
+    if rdb is not None and rdb.get_heartbeat_interval() is not None:
         before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}

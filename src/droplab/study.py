@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import socket
 import tempfile
 import time
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +69,7 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     if parent_id is not None:
         states = {str(t.number): t.state.name for t in study.get_trials(deepcopy=False)}
         tracking.reconcile_runs(tracker, parent_id, states)
-    _enqueue_baselines(cfg, study)
+    _enqueue_baselines(cfg, study, url)
     remaining = max(0, cfg.study.n_trials - storage.slots_taken(study))
     # Trials already started before this invocation (enqueued controls are not started yet).
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING}
@@ -93,7 +95,7 @@ def open_study(cfg: Config, url: str) -> optuna.Study:
         storage=backend,
         study_name=name,
         directions=space.directions(cfg),
-        sampler=space.sampler(cfg),
+        sampler=space.sampler(cfg, worker=_sampler_worker(url)),
         pruner=space.pruner(cfg),
         load_if_exists=True,
     )
@@ -102,6 +104,9 @@ def open_study(cfg: Config, url: str) -> optuna.Study:
     if stored is None:
         study.set_user_attr(SPACE, fingerprint)
         study.set_user_attr(OBJECTIVES, list(cfg.study.objectives))
+        with warnings.catch_warnings():  # experimental in Optuna; optuna-dashboard shows them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(cfg.study.objectives))
     elif stored != fingerprint:
         raise ConfigError(
             f"study '{name}' in {C.mask_secrets(url)} was created with another search space or "
@@ -110,20 +115,33 @@ def open_study(cfg: Config, url: str) -> optuna.Study:
     return study
 
 
+def _sampler_worker(url: str) -> int:
+    """The sampler's seed offset: 0 on SQLite (one machine, reproducible); elsewhere one per
+    process, or machines that start together propose the same points. A shared study is not
+    reproducible anyway: which worker takes which trial depends on timing."""
+    if url.startswith("sqlite:"):
+        return 0
+    return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_003
+
+
 def _parent_run(
     cfg: Config, study: optuna.Study, tracker: tracking.Tracker, url: str
 ) -> str | None:
     """The study's MLflow parent run: created once, reopened when the study resumes."""
     if not cfg.tracking.enabled:
         return None
-    existing = study.user_attrs.get(PARENT_RUN)
-    if existing:
-        tracker.reopen(existing)
-        return str(existing)
-    tags = {STUDY_NAME_TAG: study.study_name, "droplab.storage": C.mask_secrets(url)}
-    run_id = tracker.start(f"study-{study.study_name}", "study", tags, None)
-    tracker.log_params(run_id, tracking.run_params(cfg))
-    study.set_user_attr(PARENT_RUN, run_id)
+    # Workers that start together must not each create one: look and create under the lock.
+    with storage.slot_lock(study._storage, url, study.study_name, cfg):
+        existing = study.user_attrs.get(PARENT_RUN)
+        if existing:
+            tracker.reopen(existing)
+            return str(existing)
+        tags = {STUDY_NAME_TAG: study.study_name, "droplab.storage": C.mask_secrets(url)}
+        run_id = tracker.start(f"study-{study.study_name}", "study", tags, None)
+        # The searched keys are each trial's own values: on the parent they would pose as one.
+        params = tracking.run_params(cfg)
+        tracker.log_params(run_id, {k: v for k, v in params.items() if k not in cfg.study.space})
+        study.set_user_attr(PARENT_RUN, run_id)
     return run_id
 
 
@@ -136,12 +154,15 @@ def _closer(tracker: tracking.Tracker) -> Any:
     return close
 
 
-def _enqueue_baselines(cfg: Config, study: optuna.Study) -> None:
-    if not cfg.study.baselines or study.user_attrs.get(BASELINES_QUEUED):
+def _enqueue_baselines(cfg: Config, study: optuna.Study, url: str) -> None:
+    if not cfg.study.baselines:
         return
-    for params in space.baseline_params(cfg):
-        study.enqueue_trial(params, user_attrs={BASELINE: True}, skip_if_exists=True)
-    study.set_user_attr(BASELINES_QUEUED, True)
+    with storage.slot_lock(study._storage, url, study.study_name, cfg):  # once, not per worker
+        if study.user_attrs.get(BASELINES_QUEUED):
+            return
+        for params in space.baseline_params(cfg):
+            study.enqueue_trial(params, user_attrs={BASELINE: True}, skip_if_exists=True)
+        study.set_user_attr(BASELINES_QUEUED, True)
 
 
 def _work(w: _Worker, study: optuna.Study, tracker: tracking.Tracker, data: Dataset) -> None:

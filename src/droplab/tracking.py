@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,7 @@ DATA_DIGEST = "droplab.data_digest"
 GIT_COMMIT = "droplab.git_commit"
 GIT_DIRTY = "droplab.git_dirty"
 PARENT = "mlflow.parentRunId"
+_DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|IntegrityError", re.I)
 
 
 class Tracker:
@@ -84,6 +86,8 @@ class MlflowTracker(Tracker):
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+        # MLflow prints "View run ... at: URL" on every run it ends through a server.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         self.experiment_id = self._experiment(experiment, artifact_location)
@@ -141,6 +145,7 @@ class MlflowTracker(Tracker):
         from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.data.numpy_dataset import from_numpy
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         # An explicit source: MLflow refuses a source string whose scheme it does not know
         # (``sklearn:digits``, ``csv:/path``). The digest is ours (over the raw table).
@@ -150,7 +155,15 @@ class MlflowTracker(Tracker):
             x, targets=y, source=source, name=data.source, digest=data.digest[:32]
         )
         tag = InputTag(key="mlflow.data.context", value="training")
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), [tag])]
+        try:
+            self.client.log_inputs(run_id, datasets=inputs)
+        except MlflowException as exc:
+            # Workers logging one dataset at the same moment both insert it; the loser's retry
+            # finds it and only links it to its run.
+            if not _DUPLICATE.search(str(exc)):
+                raise
+            self.client.log_inputs(run_id, datasets=inputs)
 
     def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None:
         import mlflow
@@ -194,8 +207,11 @@ def make_tracker(cfg: Config) -> Tracker:
         check_server(uri)
     elif uri.startswith("sqlite:///"):
         _writable_dir(C.runs_dir(cfg))
+    # A tracking server stores artifacts itself (mlflow-artifacts:/): a local root would send
+    # each machine's files to its own disk, out of reach of the server and the other machines.
+    remote = uri.startswith(("http://", "https://"))
     try:
-        return MlflowTracker(uri, C.experiment_name(cfg), C.artifact_root(cfg))
+        return MlflowTracker(uri, C.experiment_name(cfg), None if remote else C.artifact_root(cfg))
     except Exception as exc:  # bad URI scheme, driver missing, database refused...
         raise C.ConfigError(
             f"tracking.uri={C.mask_secrets(uri)} cannot be used: {_first_line(exc)}"
@@ -234,12 +250,20 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     raise C.ConfigError(f"tracking.uri={C.mask_secrets(uri)} is not an MLflow server")
 
 
+_HERE = Path(__file__).resolve().parent  # the code's repository, wherever the user runs
+
+
 @functools.cache
 def git_state() -> tuple[str, bool]:
     """``(commit, dirty)`` of the working directory's repository (``"unknown"`` outside git)."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+            cwd=_HERE,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -247,6 +271,7 @@ def git_state() -> tuple[str, bool]:
             text=True,
             check=True,
             timeout=10,
+            cwd=_HERE,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
