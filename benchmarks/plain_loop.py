@@ -44,7 +44,9 @@ def evaluate(
         }
 
 
-def plain_fit(cfg: Config, data: Dataset, threads: int) -> list[dict[str, float]]:
+def plain_fit(
+    cfg: Config, data: Dataset, threads: int, skip_first_permutation: bool = True
+) -> list[dict[str, float]]:
     """Train and evaluate as ``droplab.training.fit`` does (binary target, no pos_weight)."""
     torch.set_num_threads(threads)
     random.seed(cfg.seed)
@@ -57,6 +59,10 @@ def plain_fit(cfg: Config, data: Dataset, threads: int) -> list[dict[str, float]
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     x, y = data.x_train, data.y_train
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    if skip_first_permutation:
+        # droplab's Batches draws one permutation per iter(), and Lightning calls iter() once
+        # before the first epoch (its "is it iterable" check): that permutation goes unused.
+        torch.randperm(len(x), generator=generator)
     history = []
     for _ in range(t.epochs):
         model.train()

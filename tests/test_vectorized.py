@@ -1,0 +1,196 @@
+"""Seed-vectorized training: each stacked member is, bit for bit, its own ``fit`` (CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from droplab import metrics as M
+from droplab import vectorized
+from droplab.config import Config
+from droplab.data import Dataset, prepare
+from droplab.lit_module import NonFiniteLoss
+from droplab.model import MLP
+from droplab.training import EpochHook, FitResult, TrialStopped, fit
+from droplab.vectorized import (
+    _linear,
+    can_stack,
+    dropout_masks,
+    fit_members,
+    group_stackable,
+)
+
+from .conftest import tiny_config
+
+SEEDS = (0, 1)
+RATES = (0.0, 0.3, 0.5)
+
+
+def grid(tmp_path: Path, *overrides: str) -> list[Config]:
+    """Seeds x dropout rates of the tiny config: 6 members that share a shape."""
+    return [
+        tiny_config(tmp_path, f"seed={s}", f"model.dropout={p}", *overrides)
+        for s in SEEDS
+        for p in RATES
+    ]
+
+
+def assert_same_run(member: FitResult, alone: FitResult) -> None:
+    # every per-epoch metric and every summary metric equals the independent fit, bit for bit
+    assert member.history == alone.history
+    assert member.summary == alone.summary
+    # and so do the trained weights
+    for (name, a), (_, b) in zip(
+        member.model.state_dict().items(), alone.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("uniform_draws", [True, False])
+def test_masks_match_nn_dropout_bit_for_bit(
+    uniform_draws: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # both ways of drawing: float64 uniforms (fast) and bernoulli_ itself (the fallback)
+    monkeypatch.setattr(vectorized, "_uniform_is_bernoulli", lambda: uniform_draws)
+    rates = [0.0, 0.1, 0.3, 0.5, 0.8]
+    x = torch.randn(3, 37, 16)
+    generators = [torch.Generator().manual_seed(100 + m) for m in range(len(rates))]
+    drawn = [dropout_masks(x.shape[1:], rates, generators) for _ in range(3)]
+    for m, p in enumerate(rates):
+        torch.manual_seed(100 + m)  # the global RNG as member m's fit would hold it
+        drop = nn.Dropout(p).train()
+        for step in range(3):  # consecutive draws stay in step with the global generator
+            # same survivors, same 1 / (1 - p) scaling, same bits
+            assert torch.equal(x[step] * drawn[step][m], drop(x[step])), (p, step)
+        # and the member's generator ends where the global one does (p = 0 draws nothing)
+        assert torch.equal(generators[m].get_state(), torch.get_rng_state()), p
+
+
+@pytest.mark.parametrize("fan_out", [1, 3, 16])
+def test_stacked_linear_equals_each_members_f_linear(fan_out: int) -> None:
+    h, w, b = torch.randn(4, 50, 16), torch.randn(4, fan_out, 16), torch.randn(4, fan_out)
+    expected = torch.stack([F.linear(h[m], w[m], b[m]) for m in range(4)])
+    # batched where batching is exact, per member where it is not (e.g. one output unit)
+    assert torch.equal(_linear(h, w.transpose(1, 2).contiguous(), b), expected)
+
+
+def test_members_equal_independent_fits(tmp_path: Path) -> None:
+    cfgs = grid(tmp_path)
+    stacked = fit_members(cfgs)
+    for cfg, member in zip(cfgs, stacked, strict=True):
+        # no member stopped early
+        assert member.error is None
+        assert_same_run(member, fit(cfg))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("model.activation=tanh", "model.input_dropout=0.2", "train.pos_weight=auto"),
+        ("model.depth=3", "model.activation=gelu", "train.optimizer=adamw"),
+        ("train.optimizer=sgd", "train.lr=0.05", "train.weight_decay=0.001"),
+        ("data.source=sklearn:digits", "model.activation=leaky_relu"),
+        # odd sizes: ELU's exp rounds differently in a kernel's vector body and scalar tail
+        ("model.activation=elu", "model.width=19", "train.batch_size=101"),
+    ],
+)
+def test_members_equal_independent_fits_across_settings(
+    tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    cfgs = grid(tmp_path, *overrides)[::2]  # 3 members: both seeds, each rate at least once
+    rates = [0.5, 0.1, 0.3][: cfgs[0].model.depth]  # and one rate per layer
+    cfgs.append(tiny_config(tmp_path, "seed=7", f"model.dropout={rates}", *overrides))
+    for cfg, member in zip(cfgs, fit_members(cfgs), strict=True):
+        assert_same_run(member, fit(cfg))
+
+
+def test_result_is_shaped_like_fit(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "model.dropout=0.3")
+    (member,) = fit_members([cfg])
+    # one record per epoch, each with every metric of DESIGN.md section 4
+    assert len(member.history) == cfg.train.epochs
+    assert all(set(M.EPOCH_KEYS) <= set(r) for r in member.history)
+    # the summary is the one fit computes from the history
+    assert member.summary == M.summarize(member.history, cfg.train.monitor)
+    # the model is an ordinary MLP, on the CPU, in eval mode (plots, logging, replay)
+    assert isinstance(member.model, MLP) and not member.model.training
+    assert member.device == "cpu" and member.threads == 1 and member.seconds > 0
+
+
+def test_can_stack_and_grouping(tmp_path: Path) -> None:
+    narrow = grid(tmp_path)
+    wide = tiny_config(tmp_path, "model.width=32")
+    fast = tiny_config(tmp_path, "train.lr=0.01")
+    # seeds and dropout rates may differ inside a stack
+    assert can_stack(narrow)
+    # another width, or another learning rate, is another shape of work
+    assert not can_stack([*narrow, wide]) and not can_stack([narrow[0], fast])
+    assert not can_stack([])
+    # groups keep the order of first appearance and cover every index once
+    assert group_stackable([narrow[0], wide, narrow[1], fast, narrow[2]]) == [[0, 2, 4], [1], [3]]
+
+
+def test_unstackable_configs_are_refused(tmp_path: Path) -> None:
+    cfgs = [tiny_config(tmp_path), tiny_config(tmp_path, "model.width=32")]
+    # fit_members never silently trains different shapes together
+    with pytest.raises(ValueError, match="group_stackable"):
+        fit_members(cfgs)
+
+
+def with_nan_rows(data: Dataset) -> Dataset:
+    x = data.x_train.clone()
+    x[:5] = math.nan
+    return dataclasses.replace(data, x_train=x)
+
+
+def test_a_diverging_member_fails_alone(tmp_path: Path) -> None:
+    cfgs = grid(tmp_path)[:3]
+    data = [prepare(c.data, c.seed) for c in cfgs]
+    data[1] = with_nan_rows(data[1])
+    results = fit_members(cfgs, data=data)
+    # the member whose loss turns NaN ends as fit would, with NonFiniteLoss and no epochs
+    assert isinstance(results[1].error, NonFiniteLoss) and results[1].history == []
+    # the others never see its NaNs: still exactly their independent fits
+    for i in (0, 2):
+        assert results[i].error is None
+        assert_same_run(results[i], fit(cfgs[i], data[i]))
+
+
+def test_hooks_are_per_member_and_a_stop_stops_one(tmp_path: Path) -> None:
+    cfgs = grid(tmp_path)[:2]
+    seen: list[list[tuple[int, dict[str, float]]]] = [[], []]
+
+    def recorder(i: int, stop_at: int | None = None) -> EpochHook:
+        def hook(epoch: int, values: Mapping[str, float]) -> None:
+            seen[i].append((epoch, dict(values)))
+            if epoch == stop_at:
+                raise TrialStopped(f"pruned at epoch {epoch}")
+
+        return hook
+
+    results = fit_members(cfgs, [[recorder(0, stop_at=2)], [recorder(1)]])
+    # the pruned member keeps the epochs it ran, like fit's hooks saw them
+    assert isinstance(results[0].error, TrialStopped) and len(results[0].history) == 2
+    # each hook saw its own member's records, epochs numbered from 1
+    for i in (0, 1):
+        assert seen[i] == list(enumerate(results[i].history, start=1))
+    # the other member trained every epoch, unaffected
+    assert results[1].error is None and len(results[1].history) == cfgs[1].train.epochs
+    assert_same_run(results[1], fit(cfgs[1]))
+
+
+def test_members_with_different_train_sizes_still_match(tmp_path: Path) -> None:
+    cfgs = grid(tmp_path)[:3]
+    data = [prepare(c.data, c.seed) for c in cfgs]
+    short = data[2]
+    data[2] = dataclasses.replace(short, x_train=short.x_train[:-50], y_train=short.y_train[:-50])
+    # a member whose batches cannot line up trains in a stack of its own, still exact
+    for cfg, d, member in zip(cfgs, data, fit_members(cfgs, data=data), strict=True):
+        assert_same_run(member, fit(cfg, d))
