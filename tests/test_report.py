@@ -51,6 +51,7 @@ TRIALS = [
     (0.8, 256, math.nan, math.nan, FAIL),
 ]
 BEST = 6
+FINAL_EXTRA = 0.01  # final/gap_loss = best/gap_loss + 0.01 in every summary
 # The MLflow store's schema migrations alone take ~6 s; the studies are built once per module.
 slow = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +71,7 @@ def _summary(gap: float, auprc: float) -> dict[str, float]:
         M.BEST_VAL_LOSS: 0.3,
         M.BEST_VAL_AUPRC: auprc,
         M.BEST_GAP_LOSS: gap,
-        M.FINAL_GAP_LOSS: gap + 0.01,
+        M.FINAL_GAP_LOSS: gap + FINAL_EXTRA,
         M.FINAL_VAL_AUPRC: auprc - 0.01,
     }
 
@@ -168,10 +169,12 @@ def test_bands_and_figures_from_a_hand_built_table(tmp_path: Path) -> None:
             "width": [8, 8, 16, 300],
             "dropout": [0.0, 0.0, 0.1, 0.55],
             M.BEST_GAP_LOSS: [0.1, 0.3, -0.05, 0.02],
+            M.FINAL_GAP_LOSS: [0.2, 0.4, 0.01, 0.03],
         }
     )
     for draw in (P.gap_heatmap, P.gap_by_width_band):
-        out = draw(frame, tmp_path / f"{draw.__name__}.png")
+        # final gaps of complete trials in one panel, best-epoch gaps of all in the other
+        out = draw(frame.iloc[:3], frame, tmp_path / f"{draw.__name__}.png")
         # each figure is a real PNG with something drawn in it
         assert out.read_bytes()[:8] == PNG and out.stat().st_size > 2000
 
@@ -221,6 +224,18 @@ def test_gap_reduction_against_the_nearest_dropout_zero_width(single: Built) -> 
 
 
 @slow
+def test_final_gap_reduction_compares_complete_trials_only(single: Built) -> None:
+    frame = report.trials_frame(single.study)
+    table = report.gap_reduction(frame, M.FINAL_GAP_LOSS).set_index("number")
+    final = {n: t[2] + FINAL_EXTRA for n, t in enumerate(TRIALS)}
+    # the pruned trial (9) stopped early: its last epoch is not the budget's, so it is left out
+    assert sorted(table.index) == [3, 4, 5, 6, 7, 8]
+    # reduction of the final gap against the final gap of the same controls
+    assert table.loc[6, "reduction"] == pytest.approx(1 - final[6] / final[2])
+    assert table.loc[7, "reduction"] == pytest.approx(1 - final[7] / ((final[1] + final[2]) / 2))
+
+
+@slow
 def test_write_report_answers_in_numbers(single: Built, written: report.ReportPaths) -> None:
     paths = written
     md = paths.markdown.read_text(encoding="utf-8")
@@ -237,11 +252,16 @@ def test_write_report_answers_in_numbers(single: Built, written: report.ReportPa
     # trials are counted by state
     assert "| COMPLETE | 9 |" in md and "| PRUNED | 1 |" in md and "| FAIL | 1 |" in md
     # the band table averages its cell: controls at widths 8 and 32 (≤64, dropout 0)
-    assert "| ≤64 | 0 | 2 | +0.1500 | 0.6300 |" in md
-    # one plain sentence per width band, benefit and cost in numbers (1 - 0.10/0.40 = 75%)
+    assert "| ≤64 | 0 | 2 | +0.1600 | +0.1500 | 0.6300 |" in md
+    # one plain sentence per width band and gap, benefit and cost in numbers:
+    # final 1 - 0.11/0.41 = 73%, best epoch 1 - 0.10/0.40 = 75%
     assert (
-        "At widths 65–256, dropout 0.4–0.8 reduced the gap by 75% (vs dropout 0 at the nearest "
-        "width) and changed val AUPRC by +0.100 (mean of 1 trial)."
+        "At widths 65–256, dropout 0.4–0.8 reduced the final gap by 73% (vs dropout 0 at the "
+        "nearest width) and changed best val AUPRC by +0.100 (mean of 1 trial)."
+    ) in md
+    assert (
+        "At widths 65–256, dropout 0.4–0.8 reduced the best-epoch gap by 75% (vs dropout 0 at "
+        "the nearest width) and changed best val AUPRC by +0.100 (mean of 1 trial)."
     ) in md
     # the failures are listed with their reasons
     assert f"trial 10: {REASON}" in md

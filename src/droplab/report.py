@@ -99,27 +99,29 @@ def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=None if rows else empty)
 
 
-def gap_reduction(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each dropout trial against the dropout-0 control(s) at the nearest width.
+def gap_reduction(frame: pd.DataFrame, gap: str = metrics.BEST_GAP_LOSS) -> pd.DataFrame:
+    """Each dropout trial against the dropout-0 control(s) at the nearest width, on ``gap``.
 
     The control is the mean of the dropout-0 trials at the smallest log2 width distance, if
-    that is at most one octave; ``reduction = 1 - gap / gap_control`` on ``best/gap_loss``
-    and ``delta_val_auprc`` (the cost) sit side by side. No control: NaN.
+    that is at most one octave; ``reduction = 1 - gap / gap_control`` and ``delta_val_auprc``
+    (the cost) sit side by side. No control: NaN. ``final/gap_loss`` compares complete trials
+    only: they all trained the whole budget, a pruned trial's last epoch came earlier.
     """
-    usable = S.usable(frame)
+    usable = S.usable(frame, gap)
     controls = usable[usable["dropout"] == 0.0]
-    rows = [_against_control(r, controls) for _, r in usable[usable["dropout"] > 0].iterrows()]
+    trials = usable[usable["dropout"] > 0].iterrows()
+    rows = [_against_control(r, controls, gap) for _, r in trials]
     out = pd.DataFrame(rows, columns=REDUCTION_COLUMNS)
     out["width_band"] = out["width"].map(P.width_band)
     out["dropout_band"] = out["dropout"].map(P.dropout_band)
     return out
 
 
-def _against_control(row: pd.Series, controls: pd.DataFrame) -> dict[str, Any]:
+def _against_control(row: pd.Series, controls: pd.DataFrame, gap_key: str) -> dict[str, Any]:
     distance = (np.log2(controls["width"]) - math.log2(row["width"])).abs()
     near = controls[(distance <= distance.min() + 1e-9) & (distance <= 1.0)]
-    gap, auprc = row[metrics.BEST_GAP_LOSS], row[metrics.BEST_VAL_AUPRC]
-    control_gap = float(near[metrics.BEST_GAP_LOSS].mean()) if len(near) else math.nan
+    gap, auprc = row[gap_key], row[metrics.BEST_VAL_AUPRC]
+    control_gap = float(near[gap_key].mean()) if len(near) else math.nan
     control_auprc = float(near[metrics.BEST_VAL_AUPRC].mean()) if len(near) else math.nan
     values = (
         int(row["number"]),
@@ -195,7 +197,9 @@ def write_report(cfg: Config) -> ReportPaths:
         *S.header(cfg, study, frame, objectives),
         *S.best_section(study, objectives),
         *S.bands_section(frame),
-        *S.reduction_section(gap_reduction(frame)),
+        *S.reduction_section(
+            gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame), cfg.train.epochs
+        ),
         *S.test_section(study, test_score(cfg, study)),
         *S.failures_section(frame),
         *S.plots_section(images, notes),
@@ -225,8 +229,9 @@ def _figures(
     usable, done = S.usable(frame), _ranked(study)
     images, notes = [], []
     if not usable.empty:
-        images.append(P.gap_heatmap(usable, out / "gap_heatmap.png"))
-        images.append(P.gap_by_width_band(usable, out / "gap_vs_dropout.png"))
+        complete = S.usable(frame, metrics.FINAL_GAP_LOSS)
+        images.append(P.gap_heatmap(complete, usable, out / "gap_heatmap.png"))
+        images.append(P.gap_by_width_band(complete, usable, out / "gap_vs_dropout.png"))
     curves = _curves(cfg, done[:3])
     if curves:
         images.append(P.learning_curves(curves, out / "learning_curves.png"))

@@ -18,15 +18,17 @@ from droplab.study_summary import SUMMARY, best_trials
 USABLE = (TrialState.COMPLETE.name, TrialState.PRUNED.name)
 
 
-def usable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Finished trials that carry a summary (pruned ones without one are left out)."""
-    keep = frame["state"].isin(USABLE) & frame[metrics.BEST_GAP_LOSS].notna()
+def usable(frame: pd.DataFrame, gap: str = metrics.BEST_GAP_LOSS) -> pd.DataFrame:
+    """Finished trials that carry ``gap`` (pruned ones without a summary are left out); for
+    ``final/gap_loss`` complete trials only, the ones that trained the whole budget."""
+    states = USABLE if gap == metrics.BEST_GAP_LOSS else (TrialState.COMPLETE.name,)
+    keep = frame["state"].isin(states) & frame[gap].notna()
     return frame[keep & frame["width"].notna() & frame["dropout"].notna()]
 
 
-def band_sentences(reduction: pd.DataFrame) -> list[str]:
+def band_sentences(reduction: pd.DataFrame, gap: str = "the gap") -> list[str]:
     """One plain sentence per width band, for its dropout band with the largest mean
-    reduction (the number of dropout bands it was chosen from is said)."""
+    reduction of ``gap`` (the number of dropout bands it was chosen from is said)."""
     lines = []
     for band in P.band_order(list(reduction["width_band"])):
         part = reduction[(reduction["width_band"] == band) & reduction["reduction"].notna()]
@@ -42,9 +44,9 @@ def band_sentences(reduction: pd.DataFrame) -> list[str]:
         n = int((part["dropout_band"] == best).sum())
         of = f"; the best of {len(means)} dropout bands" if len(means) > 1 else ""
         lines.append(
-            f"At widths {band}, dropout {best} {'reduced' if r >= 0 else 'increased'} the gap "
-            f"by {abs(r):.0%} (vs dropout 0 at the nearest width) and changed val AUPRC by "
-            f"{P.signed(d, 3).replace('-', '−')} (mean of {n} trial{'s' if n > 1 else ''}{of})."
+            f"At widths {band}, dropout {best} {'reduced' if r >= 0 else 'increased'} {gap} "
+            f"by {abs(r):.0%} (vs dropout 0 at the nearest width) and changed best val AUPRC "
+            f"by {P.signed(d, 3).replace('-', '−')} (mean of {n} trial{'s' if n > 1 else ''}{of})."
         )
     return lines
 
@@ -62,8 +64,9 @@ def header(
     text = (
         f"Storage {C.mask_secrets(C.study_storage(cfg))}; MLflow parent run "
         f"{study.user_attrs.get(PARENT_RUN) or 'none'}; objectives: {goals}. The gap is "
-        f"{metrics.BEST_GAP_LOSS} = val loss - train loss at the best epoch, both measured in "
-        "eval mode (dropout off), so it measures overfitting and not dropout's noise."
+        "val loss - train loss, both measured in eval mode (dropout off), so it measures "
+        f"overfitting and not dropout's noise: {metrics.FINAL_GAP_LOSS} after the last epoch, "
+        f"{metrics.BEST_GAP_LOSS} at the epoch of the best objective."
     )
     title = f"droplab report: study {study.study_name}"
     return [("h1", title), ("p", text), ("h2", "Trials by state"), ("table", table)]
@@ -94,41 +97,63 @@ def bands_section(frame: pd.DataFrame) -> list[P.Block]:
     keys = [done["width"].map(P.width_band), done["dropout"].map(P.dropout_band)]
     rows = []
     for (wb, db), cell in done.groupby(keys):
+        final = cell[cell["state"] == TrialState.COMPLETE.name][metrics.FINAL_GAP_LOSS]
         gap, auprc = cell[metrics.BEST_GAP_LOSS].mean(), cell[metrics.BEST_VAL_AUPRC].mean()
-        rows.append((wb, db, len(cell), P.signed(gap), P.fmt(auprc)))
+        rows.append((wb, db, len(cell), P.signed(final.mean()), P.signed(gap), P.fmt(auprc)))
     if not rows:
         return [head, ("p", "No trial with a summary yet.")]
     order = P.band_order([b for r in rows for b in r[:2]])
     rows.sort(key=lambda r: (order.index(r[0]), order.index(r[1])))
-    columns = ["width", "dropout", "trials", f"mean {metrics.BEST_GAP_LOSS}"]
-    table = pd.DataFrame(rows, columns=[*columns, f"mean {metrics.BEST_VAL_AUPRC}"])
-    return [head, ("table", table)]
+    columns = ["width", "dropout", "trials", f"mean {metrics.FINAL_GAP_LOSS} (complete)"]
+    columns += [f"mean {metrics.BEST_GAP_LOSS}", f"mean {metrics.BEST_VAL_AUPRC}"]
+    return [head, ("table", pd.DataFrame(rows, columns=columns))]
 
 
-def reduction_section(reduction: pd.DataFrame) -> list[P.Block]:
+def reduction_section(final: pd.DataFrame, best: pd.DataFrame, epochs: int) -> list[P.Block]:
+    """The reduction of the final gap (the headline: every complete trial trained ``epochs``
+    epochs) and of the gap at the best epoch, per width band and per trial."""
     head: list[P.Block] = [("h2", "Gap reduction against dropout 0")]
-    if reduction.empty:
+    if best.empty:
         return [*head, ("p", "No dropout trial with a summary yet.")]
-    r = reduction
+    by_final = final.set_index("number")
     table = pd.DataFrame(
         {
-            "trial": r["number"],
-            "width": r["width"].map("{:.0f}".format),
-            "dropout": r["dropout"].map(P.fmt),
-            metrics.BEST_GAP_LOSS: r["gap"].map(P.signed),
-            "control trial(s)": r["control_trials"].replace("", "none within 1 octave"),
-            "control gap": r["control_gap"].map(P.signed),
-            "reduction": r["reduction"].map(P.percent),
-            metrics.BEST_VAL_AUPRC: r["val_auprc"].map(P.fmt),
-            "change in val AUPRC": r["delta_val_auprc"].map(P.signed),
+            "trial": best["number"],
+            "width": best["width"].map("{:.0f}".format),
+            "dropout": best["dropout"].map(P.fmt),
+            metrics.FINAL_GAP_LOSS: best["number"].map(by_final["gap"]).map(P.signed),
+            "control final gap": best["number"].map(by_final["control_gap"]).map(P.signed),
+            "reduction (final)": best["number"].map(by_final["reduction"]).map(P.percent),
+            metrics.BEST_GAP_LOSS: best["gap"].map(P.signed),
+            "control best gap": best["control_gap"].map(P.signed),
+            "reduction (best)": best["reduction"].map(P.percent),
+            "control trial(s)": best["control_trials"].replace("", "none within 1 octave"),
+            metrics.BEST_VAL_AUPRC: best["val_auprc"].map(P.fmt),
+            "change in val AUPRC": best["delta_val_auprc"].map(P.signed),
         }
     )
+    final_head = (
+        f"After the last epoch ({metrics.FINAL_GAP_LOSS}; every complete trial trained "
+        f"{epochs} epochs, pruned trials are left out):"
+    )
+    best_head = f"At each trial's best epoch ({metrics.BEST_GAP_LOSS}):"
     note = (
         "reduction = 1 - gap / control gap, where the control is the mean of the dropout-0 "
         "trials at the nearest width (log2 distance, at most one octave); a control that does "
-        "not overfit (gap <= 0) gives no reduction."
+        "not overfit (gap <= 0) gives no reduction. The two gaps answer different questions: "
+        "the final gap is how far a net overfits in the same training budget, which is what "
+        "dropout acts on; the best-epoch gap is what is left after early stopping, and a "
+        "dropout-0 net reaches its best epoch sooner, before it has overfitted much."
     )
-    return [*head, ("ul", band_sentences(r)), ("p", note), ("table", table)]
+    return [
+        *head,
+        ("p", final_head),
+        ("ul", band_sentences(final, "the final gap")),
+        ("p", best_head),
+        ("ul", band_sentences(best, "the best-epoch gap")),
+        ("p", note),
+        ("table", table),
+    ]
 
 
 def test_section(study: optuna.Study, scores: dict[str, float] | None) -> list[P.Block]:

@@ -73,73 +73,86 @@ def _save(fig: Figure, out: Path) -> Path:
     return out
 
 
-def gap_heatmap(frame: pd.DataFrame, out: Path) -> Path:
-    """Mean ``best/gap_loss`` over octaves of width x dropout bins of 0.1 (0 on its own)."""
-    rows = frame.dropna(subset=["width", "dropout", metrics.BEST_GAP_LOSS])
+def gap_heatmap(complete: pd.DataFrame, finished: pd.DataFrame, out: Path) -> Path:
+    """Two panels over octaves of width x dropout bins of 0.1 (0 on its own): the mean
+    ``final/gap_loss`` of the complete trials and the mean ``best/gap_loss`` of all finished."""
+    panels = [(complete, metrics.FINAL_GAP_LOSS), (finished, metrics.BEST_GAP_LOSS)]
+    grids = [_gap_grid(frame, key) for frame, key in panels]
+    octaves = sorted({o for g in grids for o in g[0].index}) or [0]
+    octaves = list(range(min(octaves), max(octaves) + 1))
+    columns = list(range(0, max([int(c) for g in grids for c in g[0].columns] or [0]) + 1))
+    height = 0.6 * max(len(octaves), 4) + 0.8
+    fig, axes = plt.subplots(2, 1, figsize=(1.1 * max(len(columns), 4) + 2, 2 * height))
+    for ax, (mean, count), (_, key) in zip(axes, grids, panels, strict=True):
+        grid = mean.reindex(index=octaves, columns=columns).to_numpy(float)
+        counts = count.reindex(index=octaves, columns=columns).fillna(0)
+        half = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
+        image = ax.imshow(
+            grid, cmap="RdBu_r", norm=CenteredNorm(0.0, halfrange=half or 1.0), aspect="auto"
+        )
+        ax.invert_yaxis()
+        for (i, j), value in np.ndenumerate(grid):
+            if not math.isnan(value):
+                ax.text(
+                    j,
+                    i,
+                    f"{value:+.3f}\nn={counts.iat[i, j]:.0f}",
+                    color="white" if abs(value) > 0.6 * (half or 1.0) else "black",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                )
+        ax.set_xticks(
+            range(len(columns)),
+            ["0" if c == 0 else f"{(c - 1) / 10:g}–{c / 10:g}" for c in columns],
+            rotation=45,
+        )
+        ax.set_yticks(range(len(octaves)), [f"{2**o}–{2 ** (o + 1) - 1}" for o in octaves])
+        ax.set_xlabel("dropout p")
+        ax.set_ylabel("width (units per layer)")
+        ax.set_title(f"mean {key} (red = overfitting)")
+        fig.colorbar(image, ax=ax, label=key)
+    return _save(fig, out)
+
+
+def _gap_grid(frame: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and count of ``key`` per (width octave, dropout column)."""
+    rows = frame.dropna(subset=["width", "dropout", key])
     keys = pd.DataFrame(
         {
             "octave": np.floor(np.log2(rows["width"].clip(lower=1))).astype(int),
             # 0 holds the dropout-0 controls; k the band ((k-1)/10, k/10].
             "column": np.ceil(rows["dropout"] * 10 - 1e-9).astype(int),
-            "gap": rows[metrics.BEST_GAP_LOSS],
+            "gap": rows[key],
         }
     )
-    octaves = list(range(keys["octave"].min(), keys["octave"].max() + 1)) if len(keys) else []
-    columns = list(range(0, keys["column"].max() + 1)) if len(keys) else []
     cells = keys.groupby(["octave", "column"])["gap"]
-    grid = cells.mean().unstack().reindex(index=octaves, columns=columns).to_numpy(float)
-    counts = cells.count().unstack().reindex(index=octaves, columns=columns).fillna(0)
-    fig, ax = plt.subplots(figsize=(1.1 * max(len(columns), 4) + 2, 0.6 * max(len(octaves), 4)))
-    half = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
-    norm = CenteredNorm(0.0, halfrange=half or 1.0)
-    image = ax.imshow(grid, cmap="RdBu_r", norm=norm, aspect="auto", origin="lower")
-    for (i, j), value in np.ndenumerate(grid):
-        if not math.isnan(value):
-            dark = abs(value) > 0.6 * (half or 1.0)
-            ax.text(
-                j,
-                i,
-                f"{value:+.3f}\nn={counts.iat[i, j]:.0f}",
-                color="white" if dark else "black",
-                ha="center",
-                va="center",
-                fontsize=7,
-            )
-    ax.set_xticks(
-        range(len(columns)),
-        ["0" if c == 0 else f"{(c - 1) / 10:g}–{c / 10:g}" for c in columns],
-        rotation=45,
-    )
-    ax.set_yticks(range(len(octaves)), [f"{2**o}–{2 ** (o + 1) - 1}" for o in octaves])
-    ax.set_xlabel("dropout p")
-    ax.set_ylabel("width (units per layer)")
-    ax.set_title(f"mean {metrics.BEST_GAP_LOSS} (red = overfitting)")
-    fig.colorbar(image, ax=ax, label=metrics.BEST_GAP_LOSS)
-    return _save(fig, out)
+    return cells.mean().unstack(), cells.count().unstack()
 
 
-def gap_by_width_band(frame: pd.DataFrame, out: Path) -> Path:
-    """``best/gap_loss`` against dropout, one colour per width band (points and bin means)."""
-    rows = frame.dropna(subset=["width", "dropout", metrics.BEST_GAP_LOSS])
-    bands = rows["width"].map(width_band)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for band in band_order(list(bands)):
-        part = rows[bands == band]
-        (points,) = ax.plot(
-            part["dropout"],
-            part[metrics.BEST_GAP_LOSS],
-            "o",
-            alpha=0.6,
-            label=f"width {band} (n={len(part)})",
-        )
-        means = part.groupby(part["dropout"].round(1))[metrics.BEST_GAP_LOSS].mean()
-        ax.plot(means.index, means.to_numpy(), "-", color=points.get_color())
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xlabel("dropout p")
-    ax.set_ylabel(f"{metrics.BEST_GAP_LOSS} (val - train, eval mode)")
-    ax.set_title("overfitting gap vs dropout, by width band (line: mean per 0.1 of p)")
-    if len(rows):
-        ax.legend(fontsize=8)
+def gap_by_width_band(complete: pd.DataFrame, finished: pd.DataFrame, out: Path) -> Path:
+    """The gap against dropout, one colour per width band (points and means per 0.1 of p):
+    ``final/gap_loss`` of the complete trials, and ``best/gap_loss`` of all finished ones."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    panels = [(complete, metrics.FINAL_GAP_LOSS), (finished, metrics.BEST_GAP_LOSS)]
+    order = band_order(list(finished["width"].dropna().map(width_band)))
+    colours = {band: f"C{i}" for i, band in enumerate(order)}
+    for ax, (frame, key) in zip(axes, panels, strict=True):
+        rows = frame.dropna(subset=["width", "dropout", key])
+        bands = rows["width"].map(width_band)
+        for band in band_order(list(bands)):
+            part = rows[bands == band]
+            colour = colours.get(band, "grey")
+            label = f"width {band} (n={len(part)})"
+            ax.plot(part["dropout"], part[key], "o", alpha=0.6, color=colour, label=label)
+            means = part.groupby(part["dropout"].round(1))[key].mean()
+            ax.plot(means.index, means.to_numpy(), "-", color=colour)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xlabel("dropout p")
+        ax.set_title(f"{key} vs dropout (line: mean per 0.1 of p)", fontsize=10)
+        if len(rows):
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("gap = val loss - train loss (eval mode)")
     return _save(fig, out)
 
 

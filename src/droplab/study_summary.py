@@ -118,6 +118,7 @@ def top_trials(study: optuna.Study, cfg: Config, n: int = 5) -> list[dict[str, A
                 "width": t.params.get("model.width", cfg.model.width),
                 "val_auprc": summary.get(metrics.BEST_VAL_AUPRC, math.nan),
                 "gap_loss": summary.get(metrics.BEST_GAP_LOSS, math.nan),
+                "final_gap_loss": summary.get(metrics.FINAL_GAP_LOSS, math.nan),
                 "objective": t.values[0] if t.values else math.nan,
                 "state": t.state.name,
             }

@@ -54,12 +54,13 @@ def print_study(cfg: Config, outcome: StudyOutcome) -> None:
     if outcome.top:
         print(
             f"  {'trial':>5}  {'dropout':>7}  {'width':>5}  {'val AUPRC':>9}  "
-            f"{'gap/loss@best':>13}  state"
+            f"{'gap/loss@best':>13}  {'final':>7}  state"
         )
         for r in outcome.top:
             print(
                 f"  {r['trial']:>5}  {_fmt(r['dropout'])}  {r['width']:>5}  "
-                f"{r['val_auprc']:>9.4f}  {r['gap_loss']:>+13.4f}  {r['state']}"
+                f"{r['val_auprc']:>9.4f}  {r['gap_loss']:>+13.4f}  {r['final_gap_loss']:>+7.4f}  "
+                f"{r['state']}"
             )
     for line in outcome.failed_now:
         print(f"  failed: {line}")
