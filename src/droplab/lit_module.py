@@ -3,11 +3,18 @@
 At the end of every training epoch both splits are evaluated the same way, in eval mode
 (dropout off), so ``gap/loss = val/loss - train/loss`` measures overfitting and not dropout's
 noise. The dropout-on batch losses of the epoch are kept too, as ``train_running/loss``.
+
+One Lightning step is one epoch: ``training_step`` receives the epoch's mini-batches and runs
+them with manual optimization. Lightning's machinery around a step (hooks, closure, progress
+tracking, batch transfer) costs about 0.5 ms, as much as a width-32 step's arithmetic on CPU;
+paid once per epoch instead of once per mini-batch it is noise. Precision is fp32, so the
+plain ``loss.backward()`` is what ``manual_backward`` would do.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -51,6 +58,7 @@ class LitMLP(pl.LightningModule):
         pos_weight: float | None = None,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False  # the mini-batch loop is training_step's
         self.model = model
         self.n_classes = n_classes
         self.cfg = train_cfg
@@ -72,13 +80,18 @@ class LitMLP(pl.LightningModule):
             )
         return F.cross_entropy(logits, y)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        x, y = batch
-        loss = self.loss(self.model(x), y)
-        # Accumulate on the device; one sync per epoch instead of one .item() per step.
-        self._running_sum = self._running_sum.to(loss.device) + loss.detach() * len(y)
-        self._running_count += len(y)
-        return loss
+    def training_step(self, batch: Iterable[tuple[torch.Tensor, torch.Tensor]], _: int) -> None:
+        """One epoch of mini-batches: forward, backward, optimizer step for each."""
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        for x, y in batch:
+            optimizer.zero_grad()
+            loss = self.loss(self.model(x), y)
+            loss.backward()
+            optimizer.step()
+            # Accumulate on the device; one sync per epoch instead of one .item() per step.
+            self._running_sum = self._running_sum + loss.detach() * len(y)
+            self._running_count += len(y)
 
     def on_train_epoch_start(self) -> None:
         self._running_sum = torch.zeros((), device=self.device)

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytorch_lightning as pl
@@ -152,7 +152,7 @@ def fit(
         cfg,
         device,
         module,
-        Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed),
+        _Epochs(Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed)),
         hooks,
     )
     history = module.history
@@ -168,8 +168,25 @@ def fit(
     )
 
 
+class _Epochs:
+    """The Trainer's loader: one item per epoch, the epoch's mini-batches (see ``LitMLP``).
+
+    ``iter()`` on it is ``iter()`` on the batches, so the batches draw one permutation per
+    epoch (and one for Lightning's check that the loader is iterable), as they would alone.
+    """
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        return iter([iter(self.batches)])
+
+
 def _run_trainer(
-    cfg: Config, device: torch.device, module: LitMLP, batches: Batches, hooks: list[EpochHook]
+    cfg: Config, device: torch.device, module: LitMLP, batches: _Epochs, hooks: list[EpochHook]
 ) -> None:
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -181,6 +198,7 @@ def _run_trainer(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
+        log_every_n_steps=1,  # one step per epoch (LitMLP); nothing is logged per step anyway
         callbacks=[_EpochHooks(hooks)],
     )
     sigint = signal.getsignal(signal.SIGINT)
