@@ -12,34 +12,30 @@ CREATE TABLEs) and guard its fix.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from droplab import storage, tracking, ui
+from droplab import storage, tracking
 from droplab.config import Config, load_config
 from droplab.study import PARENT_RUN
 
-from .conftest import TINY
+from .conftest import TINY, Cluster
 from .study_helpers import SMALL_SPACE, by_kind
 
 pytestmark = pytest.mark.slow
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 WORKERS, N_TRIALS = 3, 6
 # What `droplab study` calls, held until a common instant once the config is loaded: machines
 # started by one Kubernetes Job or Slurm array reach the study together, when races show.
@@ -54,72 +50,10 @@ RELEASE = (
 
 
 @dataclass(frozen=True)
-class Cluster:
-    storage: str  # the Optuna database
-    tracking: str  # the MLflow server's URL
-    artifacts: Path  # the server's artifact root
-    new_database: Callable[[str], str]
-
-
-@dataclass(frozen=True)
 class Outcome:
     study: optuna.Study
     trials: list[FrozenTrial]
     runs: list[Run]
-
-
-@pytest.fixture(scope="module")
-def new_database() -> Iterator[Callable[[str], str]]:
-    """Fresh PostgreSQL databases, dropped (connections and all) when the module ends."""
-    names: list[str] = []
-
-    def create(kind: str) -> str:
-        name = f"droplab_{kind}_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        names.append(name)
-        return f"{SERVER}/{name}"
-
-    yield create
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    new_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    """``mlflow server`` on a PostgreSQL backend store, artifacts proxied to a local root."""
-    store, port = new_database("mlflow"), _free_port()
-    artifacts = tmp_path_factory.mktemp("server") / "mlartifacts"
-    argv = (
-        *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
-        *("--artifacts-destination", str(artifacts), "--workers", "2"),
-    )
-    env = {"MLFLOW_BACKEND_STORE_URI": store, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    url = ui.base_url("127.0.0.1", port)
-    service = ui.Service("MLflow server", url, store, argv, env, probe=url + "health")
-    children = ui.launch([service], tmp_path_factory.mktemp("server-logs"))
-    try:
-        ui.wait_ready(children)
-        optuna_db = _initialised(new_database("optuna"))
-        yield Cluster(optuna_db, url.rstrip("/"), artifacts, new_database)
-    finally:
-        ui.stop(children)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _initialised(storage: str) -> str:
-    """Create Optuna's tables once, as docs/scaling_out.md's server setup does: workers that
-    all find an empty database race on CREATE TABLE (test_workers_opening_a_fresh_database)."""
-    optuna.storages.RDBStorage(storage).engine.dispose()
-    return storage
 
 
 def _command(cluster: Cluster, tmp_path: Path, index: int, name: str) -> list[str]:

@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from optuna.trial import TrialState
 
 from droplab import tracking
 from droplab.study import run
@@ -23,6 +21,7 @@ from .study_helpers import (
     states,
     study_config,
     trial_runs,
+    wait_running,
 )
 
 pytestmark = pytest.mark.slow
@@ -54,20 +53,8 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str
     return proc, args
 
 
-def _wait_running(tmp_path: Path, proc: subprocess.Popen[str], timeout: float = 90) -> None:
-    cfg = study_config(tmp_path, "study.baselines=false")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            trials = load(cfg).get_trials(states=(TrialState.RUNNING,))
-            if trials and "droplab.run_id" in trials[0].user_attrs:
-                time.sleep(1.0)  # let it get into its epochs
-                return
-        except Exception:  # the study may not exist yet
-            pass
-        time.sleep(0.3)
-    raise AssertionError("no trial started")
+def _wait_running(tmp_path: Path, proc: subprocess.Popen[str]) -> None:
+    wait_running(study_config(tmp_path, "study.baselines=false"), proc)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -150,7 +150,7 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
             return JournalStorage(JournalFileBackend(url))
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings(), _schema_lock(url):  # heartbeat is "experimental"
+        with warnings.catch_warnings(), schema_lock(url):  # heartbeat is "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(
                 url,
@@ -170,9 +170,15 @@ _SCHEMA_LOCK = int.from_bytes(b"droplab!", "big", signed=True)
 
 
 @contextlib.contextmanager
-def _schema_lock(url: str) -> Iterator[None]:
-    """Serialise Optuna's CREATE TABLEs: workers that open a fresh PostgreSQL database at once
-    otherwise fail with UniqueViolation on pg_type (CREATE TABLE IF NOT EXISTS is not atomic)."""
+def schema_lock(url: str) -> Iterator[None]:
+    """Serialise the creation of a store's tables (Optuna's, or MLflow's migrations): processes
+    that open a fresh database at once otherwise fail with UniqueViolation on pg_type
+    (PostgreSQL: CREATE TABLE IF NOT EXISTS is not atomic) or "table ... already exists"
+    (SQLite). A ``flock`` beside a SQLite file, an advisory lock on PostgreSQL."""
+    if url.startswith("sqlite:///"):
+        with _file_lock(Path(url.removeprefix("sqlite:///"))):
+            yield
+        return
     if not url.startswith("postgresql"):
         yield
         return
@@ -188,6 +194,22 @@ def _schema_lock(url: str) -> Iterator[None]:
                 conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})")
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _file_lock(database: Path) -> Iterator[None]:
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(database.parent / f".{database.name}.lock", "w")
+    except OSError:  # an unwritable directory: the store's own check says so, in one line
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from droplab import metrics, space, storage, tracking
 from droplab.config import Config, ConfigError
 from droplab.data import Dataset, prepare
 from droplab.interrupts import install as install_interrupt_handlers
-from droplab.study_summary import MODEL, MODEL_FILE, SUMMARY, StudyOutcome
+from droplab.study_summary import MODEL, MODEL_FILE, SUMMARY, StudyFailed, StudyOutcome
 from droplab.training import EpochHook, TrialStopped, progress_bar, thread_count
 
 PARENT_RUN = "droplab.parent_run_id"
@@ -62,7 +62,7 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     url = storage.check_storage(cfg)
     data = prepare(cfg.data, cfg.seed)  # bad data: exit 2 before any study or run exists
     storage.probe(url)  # an unreachable storage too, before the MLflow store is created
-    tracker = tracking.make_tracker(cfg)  # and an unreachable tracking server
+    tracker = _tracker(cfg)  # and an unreachable tracking server
     study = open_study(cfg, url)
     parent_id = _parent_run(cfg, study, tracker, url)
     storage.recover_stale(study, _closer(tracker))
@@ -80,10 +80,20 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
         elif remaining > 0:
             _work(worker, study, tracker, data)
     except BaseException as exc:
-        if parent_id is not None:
-            tracker.end(parent_id, tracking.KILLED, tracking.FAIL, tracking.failure_reason(exc))
+        if parent_id is not None:  # quietly: when the store is down, the first error wins
+            reason = tracking.failure_reason(exc)
+            tracking.end_quietly(tracker, parent_id, tracking.KILLED, tracking.FAIL, reason)
         raise
     return _finish(cfg, study, tracker, parent_id, url, before, time.perf_counter() - start)
+
+
+def _tracker(cfg: Config) -> tracking.Tracker:
+    """The MLflow tracker. Processes started together on a fresh local store take turns to
+    create it: MLflow's schema migrations fail when several run at once."""
+    if not cfg.tracking.enabled:
+        return tracking.make_tracker(cfg)
+    with storage.schema_lock(C.tracking_uri(cfg)):
+        return tracking.make_tracker(cfg)
 
 
 def open_study(cfg: Config, url: str) -> optuna.Study:
@@ -221,8 +231,26 @@ def run_trial(
         study.tell(trial, state=TrialState.FAIL)
         if not isinstance(exc, Exception):
             raise  # interrupts stop the study; the trial is FAIL and its run FAILED
+        lost = _tracking_lost(tracker)
+        if lost is not None:  # every next trial would fail the same way: stop here
+            raise StudyFailed(
+                f"{lost} (lost during trial {trial.number}, now FAIL); finished trials are "
+                "kept: run the same command again once the tracking server answers"
+            ) from None
         return TrialState.FAIL
     return _tell_complete(cfg, study, trial, tracker, tracked)
+
+
+def _tracking_lost(tracker: tracking.Tracker) -> str | None:
+    """Why the tracking server no longer answers (None: it does, or there is none)."""
+    uri = tracker.uri if isinstance(tracker, tracking.MlflowTracker) else ""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        tracking.check_server(uri)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _tell_complete(
@@ -366,7 +394,7 @@ def _worker_main(
         pruner=space.pruner(cfg),
     )
     worker = _Worker(cfg, url, parent_id, attempts)
-    _work(worker, study, tracking.make_tracker(cfg), prepare(cfg.data, cfg.seed))
+    _work(worker, study, _tracker(cfg), prepare(cfg.data, cfg.seed))
 
 
 def _finish(
