@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,9 +12,19 @@ import pytest
 
 from droplab import metrics as M
 from droplab import tracking
-from droplab.compare import ComparisonFailed, members, plan, run_comparison
+from droplab.compare import (
+    SEED,
+    STACK_SIZE,
+    VECTORIZED,
+    ComparisonFailed,
+    ComparisonOutcome,
+    members,
+    plan,
+    run_comparison,
+)
 from droplab.compare_report import write_comparison_report
-from droplab.config import Config, ConfigError, config_hash
+from droplab.config import Config, ConfigError, config_hash, tracking_uri
+from droplab.replay import replay
 
 from .conftest import tiny_config
 from .study_helpers import by_kind, mlflow_runs
@@ -173,7 +184,7 @@ def test_same_command_twice_gives_identical_numbers_and_resumes_a_failed_seed(
 
 @pytest.mark.slow
 def test_interrupted_comparison_resumes_without_redoing_finished_runs(tmp_path: Path) -> None:
-    cfg = compare_config(tmp_path, SMALL)
+    cfg = compare_config(tmp_path, SMALL, "compare.vectorize=false")  # one fit at a time
     epochs_seen: list[int] = []
 
     def interrupt_third_member(epoch: int, values: Mapping[str, float]) -> None:
@@ -222,3 +233,118 @@ def test_diverged_seeds_are_left_out_and_all_failing_is_an_error(tmp_path: Path)
         run_comparison(doomed)
     _, runs = mlflow_runs(doomed)
     assert by_kind(runs, "comparison")[0].info.status == "FAILED"
+
+
+# -- compare.vectorize: stacked members give the same runs and numbers as one fit each ------
+
+
+def _tree(runs: list) -> list[tuple[str, str, str, str]]:
+    """Every run as (kind, name, its parent's name, status): the shape of the run tree."""
+    names = {r.info.run_id: r.info.run_name for r in runs}
+    return sorted(
+        (
+            r.data.tags[tracking.KIND],
+            r.info.run_name,
+            names.get(r.data.tags.get(tracking.PARENT, ""), ""),
+            r.info.status,
+        )
+        for r in runs
+    )
+
+
+def _seed_numbers(cfg: Config) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """Per (cell, seed): every per-epoch metric and summary metric its seed run logged."""
+    client, runs = mlflow_runs(cfg)
+    cells = {r.info.run_id: r.info.run_name for r in by_kind(runs, "cell")}
+    out = {}
+    for r in by_kind(runs, "seed"):
+        key = (cells[r.data.tags[tracking.PARENT]], r.data.tags[SEED])
+        curves = {k: [m.value for m in client.get_metric_history(r.info.run_id, k)]
+                  for k in M.EPOCH_KEYS}  # fmt: skip
+        out[key] = {**curves, **{k: [r.data.metrics[k]] for k in M.SUMMARY_KEYS}}
+    return out
+
+
+@pytest.mark.slow
+def test_vectorized_comparison_equals_one_fit_per_seed_and_resumes(tmp_path: Path) -> None:
+    cfgs = {
+        on: compare_config(tmp_path / str(on), SMALL, f"compare.vectorize={str(on).lower()}")
+        for on in (True, False)
+    }
+    outcomes: dict[bool, ComparisonOutcome] = {on: run_comparison(c) for on, c in cfgs.items()}
+    reports = {on: o.report for on, o in outcomes.items()}
+    assert reports[True] is not None and reports[False] is not None
+    # the same table, number for number, whether the seeds trained stacked or one by one
+    assert reports[True].table_csv.read_text() == reports[False].table_csv.read_text()
+    # every seed run logged the same per-epoch curves and summary, bit for bit
+    assert _seed_numbers(cfgs[True]) == _seed_numbers(cfgs[False])
+    trees = {on: _tree(mlflow_runs(cfgs[on])[1]) for on in (True, False)}
+    # the same MLflow tree: parent, cells, seed runs, names and states
+    assert trees[True] == trees[False]
+    client, runs = mlflow_runs(cfgs[True])
+    seeds = by_kind(runs, "seed")
+    # the four members of width 16 trained as one stack, and their runs say so
+    assert {(r.data.tags.get(VECTORIZED), r.data.tags.get(STACK_SIZE)) for r in seeds} == {
+        ("true", "4")
+    }
+    manifest = json.loads(
+        (Path(client.download_artifacts(seeds[0].info.run_id, "manifest.json"))).read_text()
+    )
+    assert manifest["vectorized"] == {"stacked": True, "stack_size": 4}
+    # and `droplab replay` reruns a stacked member with fit alone: every number matches
+    assert replay(seeds[0].info.run_id, tracking_uri(cfgs[True])).matched
+    # one fit per seed tags nothing
+    _, sequential = mlflow_runs(cfgs[False])
+    assert all(VECTORIZED not in r.data.tags for r in sequential)
+    for on in (True, False):
+        again = run_comparison(cfgs[on])
+        # the same command again trains nothing, in both modes, and writes the same table
+        assert (again.trained, again.reused) == (0, 4)
+        assert again.report is not None
+        assert again.report.table_csv.read_text() == reports[on].table_csv.read_text()
+
+
+@pytest.mark.slow
+def test_a_failing_member_fails_its_seed_run_alone(tmp_path: Path) -> None:
+    cfg = compare_config(tmp_path, SMALL)  # the four members train as one stack
+    failed: list[int] = []
+
+    def fail_first_member(epoch: int, values: Mapping[str, float]) -> None:
+        if not failed:  # the first member to finish an epoch: p=0.00 seed-0
+            failed.append(epoch)
+            raise RuntimeError("boom")
+
+    outcome = run_comparison(cfg, hooks=[fail_first_member])
+    # one seed run failed with its reason, as a fit that raised does; the three others
+    # (trained in the same stack) finished and made the table
+    assert outcome.failed == ["p=0.00 w=16 seed-0: RuntimeError: boom"]
+    assert (outcome.trained, outcome.reused) == (3, 0)
+    client, runs = mlflow_runs(cfg)
+    seeds = by_kind(runs, "seed")
+    assert sorted(r.info.status for r in seeds) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
+    bad = next(r for r in seeds if r.info.status == "FAILED")
+    assert bad.data.tags[tracking.REASON] == "RuntimeError: boom"
+    # it logged the one epoch it completed before its hook raised, as a failed fit does
+    assert len(client.get_metric_history(bad.info.run_id, M.GAP_LOSS)) == 1
+
+
+@pytest.mark.slow
+def test_an_interrupted_stack_leaves_no_seed_run_and_the_rerun_trains_it(
+    tmp_path: Path,
+) -> None:
+    cfg = compare_config(tmp_path, SMALL)
+
+    def interrupt(epoch: int, values: Mapping[str, float]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(cfg, hooks=[interrupt])
+    _, runs = mlflow_runs(cfg)
+    # a stack's runs are created once it has trained: none exists, none is left RUNNING
+    assert by_kind(runs, "seed") == [] and "RUNNING" not in {r.info.status for r in runs}
+    assert by_kind(runs, "comparison")[0].info.status == "FAILED"
+    outcome = run_comparison(cfg)
+    # the same command trains the whole stack, into the same parent
+    assert (outcome.trained, outcome.reused) == (4, 0)
+    _, runs = mlflow_runs(cfg)
+    assert [r.info.status for r in by_kind(runs, "comparison")] == ["FINISHED"]

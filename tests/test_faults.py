@@ -180,6 +180,7 @@ def test_kill_9_mid_trial_then_the_same_command_keeps_every_finished_trial(
 COMPARE = [
     "compare.grid={model.dropout: [0.0, 0.5], model.width: [16]}",
     "compare.seeds=[0, 1, 2]",
+    "compare.vectorize=false",  # one fit per seed run, so that the kill lands inside one
     *KILLABLE,
 ]
 N_MEMBERS = 6  # 2 cells x 3 seeds
@@ -285,11 +286,6 @@ def test_killed_comparison_resumes_without_rerunning_a_finished_seed(
     assert counts[metrics.N_TRAINED] == N_MEMBERS - len(done_before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: compare.py never closes a seed run whose process was killed, it stays "
-    "RUNNING forever (proposed fix: close this comparison's RUNNING seed runs on start)",
-)
 def test_killed_comparison_leaves_no_seed_run_running(
     killed_comparison: KilledComparison,
 ) -> None:

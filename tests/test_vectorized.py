@@ -13,19 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from droplab import metrics as M
-from droplab import vectorized
+from droplab import stacked
 from droplab.config import Config
 from droplab.data import Dataset, prepare
 from droplab.lit_module import NonFiniteLoss
 from droplab.model import MLP
+from droplab.stacked import dropout_masks, linear
 from droplab.training import EpochHook, FitResult, TrialStopped, fit
-from droplab.vectorized import (
-    _linear,
-    can_stack,
-    dropout_masks,
-    fit_members,
-    group_stackable,
-)
+from droplab.vectorized import can_stack, fit_members, group_stackable
 
 from .conftest import tiny_config
 
@@ -58,7 +53,7 @@ def test_masks_match_nn_dropout_bit_for_bit(
     uniform_draws: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # both ways of drawing: float64 uniforms (fast) and bernoulli_ itself (the fallback)
-    monkeypatch.setattr(vectorized, "_uniform_is_bernoulli", lambda: uniform_draws)
+    monkeypatch.setattr(stacked, "_uniform_is_bernoulli", lambda: uniform_draws)
     rates = [0.0, 0.1, 0.3, 0.5, 0.8]
     x = torch.randn(3, 37, 16)
     generators = [torch.Generator().manual_seed(100 + m) for m in range(len(rates))]
@@ -74,19 +69,30 @@ def test_masks_match_nn_dropout_bit_for_bit(
 
 
 @pytest.mark.parametrize("fan_out", [1, 3, 16])
-def test_stacked_linear_equals_each_members_f_linear(fan_out: int) -> None:
-    h, w, b = torch.randn(4, 50, 16), torch.randn(4, fan_out, 16), torch.randn(4, fan_out)
-    expected = torch.stack([F.linear(h[m], w[m], b[m]) for m in range(4)])
-    # batched where batching is exact, per member where it is not (e.g. one output unit)
-    assert torch.equal(_linear(h, w.transpose(1, 2).contiguous(), b), expected)
+@pytest.mark.parametrize("rows", [50, 51])
+def test_stacked_linear_equals_each_members_own_f_linear(fan_out: int, rows: int) -> None:
+    h, w, b = torch.randn(4, rows, 19), torch.randn(4, fan_out, 19), torch.randn(4, fan_out)
+    grad = torch.randn(4, rows, fan_out)
+    stacked_w = w.transpose(1, 2).contiguous().requires_grad_()
+    out = linear(h, stacked_w, b)
+    out.backward(grad)
+    for m in range(4):
+        # fit's own layer: fresh tensors (a member's slice of h starts off a 16-byte
+        # boundary when rows x 19 is odd, and MKL's narrow GEMMs round by alignment)
+        w_m = w[m].clone().requires_grad_()
+        own = F.linear(h[m].clone(), w_m, b[m].clone())
+        own.backward(grad[m].clone())
+        # batched where batching is exact, per member where it is not: same bits both ways
+        assert torch.equal(out[m], own), m
+        assert w_m.grad is not None and stacked_w.grad is not None
+        assert torch.equal(stacked_w.grad[m].t(), w_m.grad), m
 
 
 def test_members_equal_independent_fits(tmp_path: Path) -> None:
     cfgs = grid(tmp_path)
-    stacked = fit_members(cfgs)
-    for cfg, member in zip(cfgs, stacked, strict=True):
-        # no member stopped early
-        assert member.error is None
+    for cfg, member in zip(cfgs, fit_members(cfgs), strict=True):
+        # no member stopped early, and all six trained as one stack
+        assert member.error is None and member.stacked == len(cfgs)
         assert_same_run(member, fit(cfg))
 
 
@@ -97,8 +103,15 @@ def test_members_equal_independent_fits(tmp_path: Path) -> None:
         ("model.depth=3", "model.activation=gelu", "train.optimizer=adamw"),
         ("train.optimizer=sgd", "train.lr=0.05", "train.weight_decay=0.001"),
         ("data.source=sklearn:digits", "model.activation=leaky_relu"),
-        # odd sizes: ELU's exp rounds differently in a kernel's vector body and scalar tail
+        # odd sizes: ELU's exp rounds differently in a kernel's vector body and scalar tail,
+        # and members' slices start off alignment (MKL's one-logit GEMM rounds by it)
         ("model.activation=elu", "model.width=19", "train.batch_size=101"),
+        # two threads: MKL and the elementwise kernels split their work by the thread count
+        # (one epoch: two threads on two busy cores spin more than they compute)
+        pytest.param(
+            ("train.threads=2", "model.width=19", "train.batch_size=101", "train.epochs=1"),
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_members_equal_independent_fits_across_settings(
@@ -108,7 +121,25 @@ def test_members_equal_independent_fits_across_settings(
     rates = [0.5, 0.1, 0.3][: cfgs[0].model.depth]  # and one rate per layer
     cfgs.append(tiny_config(tmp_path, "seed=7", f"model.dropout={rates}", *overrides))
     for cfg, member in zip(cfgs, fit_members(cfgs), strict=True):
+        # stacked (no fallback to fit on this machine), and still each member's own fit
+        assert member.stacked == len(cfgs)
         assert_same_run(member, fit(cfg))
+
+
+def test_where_no_stacked_kernel_is_exact_members_train_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as on a machine where the stacked optimizer step rounds apart from fit's
+    monkeypatch.setattr(stacked, "optimizer_matches", lambda *_: False)
+    cfgs = grid(tmp_path)[:2]
+    data = [prepare(c.data, c.seed) for c in cfgs]
+    data[1] = with_nan_rows(data[1])
+    results = fit_members(cfgs, data=data)
+    # each member is then trained by fit itself, one by one
+    assert [r.stacked for r in results] == [1, 1]
+    assert_same_run(results[0], fit(cfgs[0], data[0]))
+    # and a failing one is still a member's failure, not the caller's exception
+    assert isinstance(results[1].error, NonFiniteLoss) and results[1].history == []
 
 
 def test_result_is_shaped_like_fit(tmp_path: Path) -> None:

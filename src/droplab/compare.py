@@ -4,6 +4,14 @@ Reads top to bottom in :func:`run_comparison`: plan the cells (a bad key stops h
 every data split (bad data stops here), open the MLflow parent and cell runs (reopened when
 the comparison resumes), reuse each (cell, seed) that already finished, train the rest, then
 compute the statistics, write the report and close the runs.
+
+With ``compare.vectorize`` (the default) the members left to train that share a shape (seeds
+and dropout rates of one width: :func:`droplab.vectorized.group_stackable`) train as one
+stacked model where that is faster (:func:`droplab.vectorized.worth_stacking`). Each member
+equals its own ``fit`` bit for bit, and its seed run is then logged as a sequential one would
+be (:func:`droplab.tracking.log_fitted`), tagged ``droplab.vectorized``: the same runs, the same
+numbers, the same table. The runs of a stack are created once it has trained, so a process
+killed mid-stack leaves none of them RUNNING (and none finished: the rerun trains them all).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from droplab.config import Config, ConfigError, DataConfig
 from droplab.data import Dataset, prepare
 from droplab.replay import find_runs, finished_by_hash, logged_summary
 from droplab.training import EpochHook, progress_bar
+from droplab.vectorized import MemberResult, fit_members, group_stackable, worth_stacking
 
 if TYPE_CHECKING:
     from droplab.compare_report import ComparisonReport
@@ -32,8 +41,11 @@ CELL_KEY = "droplab.cell_key"
 BASELINE = "droplab.baseline"
 SEED = "droplab.seed"
 SEED_RUNS = "droplab.seed_runs"
+VECTORIZED = "droplab.vectorized"  # "true" on a seed run trained in a stack
+STACK_SIZE = "droplab.stack_size"  # how many members that stack trained together
 DEFAULT_BASELINE: dict[str, Any] = {"model.dropout": 0.0}
 _SHORT = {"model.dropout": "p", "model.width": "w"}
+MAX_STACK = 16  # members per stack: past a few, a bigger stack is no faster per member
 
 
 class ComparisonFailed(RuntimeError):
@@ -233,6 +245,7 @@ def run_comparison(
     try:
         _open_parent(ctx)
         _open_cells(ctx, cells)
+        _close_orphans(ctx)
         records = collect_finished(ctx.tracker, todo, data)
         pending = [m for m in todo if m.key not in records]
         records.update(_train(ctx, pending))
@@ -275,6 +288,15 @@ def _open_cells(ctx: _Context, cells: Sequence[Cell]) -> None:
         ctx.tracker.log_params(run_id, cell.overrides)
 
 
+def _close_orphans(ctx: _Context) -> None:
+    """Close the seed runs that a killed invocation left RUNNING (kill -9, OOM, a lost
+    machine): no handler ran to end them, and their (cell, seed) is trained again now."""
+    tags = {tracking.KIND: KIND_SEED, COMPARISON_ID: ctx.comparison_id}
+    for run in find_runs(ctx.tracker, tags, status="RUNNING"):
+        reason = "the comparison's process died during this run (closed by the next start)"
+        ctx.tracker.end(str(run.info.run_id), tracking.FAILED, tracking.FAIL, reason)
+
+
 def _train(ctx: _Context, pending: Sequence[Member]) -> dict[tuple[str, int], SeedRecord]:
     from tqdm.auto import tqdm
 
@@ -291,26 +313,42 @@ def _train(ctx: _Context, pending: Sequence[Member]) -> dict[tuple[str, int], Se
 
 
 def _groups(pending: Sequence[Member], vectorize: bool) -> list[list[Member]]:
-    """Members trained together. ``compare.vectorize`` is accepted but a no-op until
-    seed-vectorized training lands (it will group members that share a width)."""
-    del vectorize
-    return [[m] for m in pending]
+    """Members trained together: with ``compare.vectorize``, those of one shape where stacking
+    them is faster (at most ``MAX_STACK`` a stack); each one alone otherwise."""
+    if not vectorize:
+        return [[m] for m in pending]
+    out: list[list[Member]] = []
+    for idx in group_stackable([m.cfg for m in pending]):
+        group = [pending[i] for i in idx]
+        if len(group) == 1 or not worth_stacking(group[0].cfg):
+            out += [[m] for m in group]
+        else:
+            out += [group[i : i + MAX_STACK] for i in range(0, len(group), MAX_STACK)]
+    return out
 
 
 def _train_members(ctx: _Context, group: Sequence[Member]) -> list[SeedRecord]:
-    """Train each member in its own seed run under its cell run, one record per member.
+    """Train ``group`` (one member alone, several as one stack), one record per member."""
+    if len(group) == 1:
+        return [_train_one(ctx, group[0])]
+    hooks = [list(ctx.hooks) for _ in group]
+    if ctx.progress:
+        desc = f"{len(group)} runs stacked ({group[0].cell.group})"
+        hooks[0].append(progress_bar(group[0].cfg.train.epochs, desc))
+    started = time.time()
+    data = [dataset(ctx.data, m.cfg) for m in group]
+    results = fit_members([m.cfg for m in group], hooks, data)
+    return [_log_member(ctx, m, r, started) for m, r in zip(group, results, strict=True)]
 
-    The seam for seed-vectorized training: a batched version trains ``group`` as one stacked
-    model and returns the same records (still one seed run per member).
-    """
-    return [_train_one(ctx, m) for m in group]
+
+def _seed_tags(ctx: _Context, m: Member) -> dict[str, str]:
+    return {COMPARISON_ID: ctx.comparison_id, CELL_KEY: m.cell.key, SEED: str(m.seed)}
 
 
 def _train_one(ctx: _Context, m: Member) -> SeedRecord:
     hooks = list(ctx.hooks)
     if ctx.progress:
         hooks.append(progress_bar(m.cfg.train.epochs, f"{m.cell.label} seed-{m.seed}"))
-    tags = {COMPARISON_ID: ctx.comparison_id, CELL_KEY: m.cell.key, SEED: str(m.seed)}
     started: list[str] = []
     try:
         tracked = tracking.run_fit(
@@ -319,16 +357,52 @@ def _train_one(ctx: _Context, m: Member) -> SeedRecord:
             kind=KIND_SEED,
             name=f"seed-{m.seed}",
             parent_id=ctx.cell_runs[m.cell.key],
-            tags=tags,
+            tags=_seed_tags(ctx, m),
             hooks=hooks,
             data=dataset(ctx.data, m.cfg),
             on_start=started.append,
         )
     except Exception as exc:  # a diverged seed is a result, not a crash: its pair is dropped
-        run_id = started[0] if started else None
-        return SeedRecord(m.cell.key, m.seed, run_id, {}, [], failure=tracking.failure_reason(exc))
-    history = tracked.result.history
-    curve = [epoch[metrics.GAP_LOSS] for epoch in history]
+        return _failed(m, started, exc)
+    return _record(m, tracked)
+
+
+def _log_member(ctx: _Context, m: Member, result: MemberResult, started: float) -> SeedRecord:
+    """The seed run of a member that trained in a stack, logged as :func:`_train_one` would."""
+    tags = _seed_tags(ctx, m)
+    extra: dict[str, Any] = {}
+    times: dict[str, float] = {}
+    if result.stacked > 1:  # (else fit_members trained the group one by one: no such dates)
+        tags.update({VECTORIZED: "true", STACK_SIZE: str(result.stacked)})
+        extra["vectorized"] = {"stacked": True, "stack_size": result.stacked}
+        times = {"start_time": started, "end_time": started + result.seconds}
+    run_ids: list[str] = []
+    try:
+        tracked = tracking.log_fitted(
+            m.cfg,
+            ctx.tracker,
+            result,
+            result.error,
+            kind=KIND_SEED,
+            name=f"seed-{m.seed}",
+            parent_id=ctx.cell_runs[m.cell.key],
+            tags=tags,
+            on_start=run_ids.append,
+            manifest_extra=extra,
+            **times,
+        )
+    except Exception as exc:  # as in _train_one: a failed member fails its seed run alone
+        return _failed(m, run_ids, exc)
+    return _record(m, tracked)
+
+
+def _failed(m: Member, run_ids: Sequence[str], exc: Exception) -> SeedRecord:
+    run_id = run_ids[0] if run_ids else None
+    return SeedRecord(m.cell.key, m.seed, run_id, {}, [], failure=tracking.failure_reason(exc))
+
+
+def _record(m: Member, tracked: tracking.TrackedFit) -> SeedRecord:
+    curve = [epoch[metrics.GAP_LOSS] for epoch in tracked.result.history]
     return SeedRecord(m.cell.key, m.seed, tracked.run_id, dict(tracked.result.summary), curve)
 
 

@@ -53,9 +53,21 @@ _DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|Integrity
 
 
 class Tracker:
-    """Null tracker: every call is accepted and nothing is written."""
+    """Null tracker: every call is accepted and nothing is written.
 
-    def start(self, name: str, kind: str, tags: Mapping[str, str], parent_id: str | None) -> str:
+    ``start_time`` / ``end_time`` (seconds since the epoch) date a run that is logged after
+    its training ran (a member of a stacked fit); by default a run is dated when it is
+    started and ended.
+    """
+
+    def start(
+        self,
+        name: str,
+        kind: str,
+        tags: Mapping[str, str],
+        parent_id: str | None,
+        start_time: float | None = None,
+    ) -> str:
         return uuid.uuid4().hex
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
@@ -76,7 +88,14 @@ class Tracker:
 
     def reopen(self, run_id: str) -> None: ...
 
-    def end(self, run_id: str, status: str, state: str, reason: str | None = None) -> None: ...
+    def end(
+        self,
+        run_id: str,
+        status: str,
+        state: str,
+        reason: str | None = None,
+        end_time: float | None = None,
+    ) -> None: ...
 
 
 class MlflowTracker(Tracker):
@@ -106,11 +125,20 @@ class MlflowTracker(Tracker):
                 raise
             return str(found.experiment_id)
 
-    def start(self, name: str, kind: str, tags: Mapping[str, str], parent_id: str | None) -> str:
+    def start(
+        self,
+        name: str,
+        kind: str,
+        tags: Mapping[str, str],
+        parent_id: str | None,
+        start_time: float | None = None,
+    ) -> str:
         all_tags = {KIND: kind, **tags}
         if parent_id is not None:
             all_tags[PARENT] = parent_id
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        run = self.client.create_run(
+            self.experiment_id, start_time=_ms(start_time), tags=all_tags, run_name=name
+        )
         return str(run.info.run_id)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -190,12 +218,23 @@ class MlflowTracker(Tracker):
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
-    def end(self, run_id: str, status: str, state: str, reason: str | None = None) -> None:
+    def end(
+        self,
+        run_id: str,
+        status: str,
+        state: str,
+        reason: str | None = None,
+        end_time: float | None = None,
+    ) -> None:
         tags = {STATE: state}
         if reason:
             tags[REASON] = reason
         self.set_tags(run_id, tags)
-        self.client.set_terminated(run_id, status=status)
+        self.client.set_terminated(run_id, status=status, end_time=_ms(end_time))
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
 
 
 def make_tracker(cfg: Config) -> Tracker:
@@ -372,6 +411,75 @@ def _epoch_logger(tracker: Tracker, run_id: str, seen: list[dict[str, float]]) -
     return log
 
 
+def open_run(
+    cfg: Config,
+    tracker: Tracker,
+    data: Dataset,
+    *,
+    kind: str,
+    name: str,
+    parent_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    start_time: float | None = None,
+) -> str:
+    """Create a fit's run: its tags (config hash, data digest, commit), params and data input.
+
+    ``on_start`` hears the run id as soon as the run exists. If logging fails the run is
+    ended FAILED with the reason and the error raised.
+    """
+    run_id = tracker.start(
+        name, kind, {**run_tags(cfg, data), **(tags or {})}, parent_id, start_time=start_time
+    )
+    try:
+        if on_start is not None:
+            on_start(run_id)
+        tracker.log_params(run_id, run_params(cfg))
+        tracker.log_dataset(run_id, data)
+    except BaseException as exc:
+        end_quietly(tracker, run_id, FAILED, FAIL, failure_reason(exc))
+        raise
+    return run_id
+
+
+def close_run(
+    cfg: Config,
+    tracker: Tracker,
+    run_id: str,
+    result: FitResult,
+    *,
+    log_model: bool = False,
+    manifest_extra: Mapping[str, Any] | None = None,
+    end_time: float | None = None,
+) -> None:
+    """End a finished fit's run FINISHED, after its summary, manifest, plot (and model)."""
+    tracker.log_metrics(run_id, result.summary)
+    tracker.log_dict(run_id, {**manifest(cfg, result), **(manifest_extra or {})}, MANIFEST)
+    if cfg.tracking.activations:
+        _log_activations(tracker, run_id, result, cfg.seed)
+    if log_model:
+        tracker.log_model(run_id, result.model, result.data.x_val[:5].cpu())
+    tracker.end(run_id, FINISHED, COMPLETE, end_time=end_time)
+
+
+def fail_run(
+    cfg: Config,
+    tracker: Tracker,
+    run_id: str,
+    exc: BaseException,
+    history: Sequence[Mapping[str, float]],
+    end_time: float | None = None,
+) -> None:
+    """End the run of a fit stopped by ``exc``: a :class:`TrialStopped` (pruning) is KILLED
+    with the summary of the epochs in ``history``; any other error or an interrupt is FAILED
+    with the reason (quietly: if the store is down too, the caller's error wins)."""
+    if isinstance(exc, TrialStopped):
+        tracker.log_metrics(run_id, metrics.summarize(history, cfg.train.monitor))
+        tracker.end(run_id, KILLED, PRUNED, str(exc), end_time=end_time)
+        return
+    end_quietly(tracker, run_id, FAILED, FAIL, failure_reason(exc), end_time=end_time)
+
+
 def run_fit(
     cfg: Config,
     tracker: Tracker,
@@ -392,28 +500,64 @@ def run_fit(
     an interrupt ends it FAILED with the reason; success ends it FINISHED.
     """
     data = data or prepare(cfg.data, cfg.seed)
-    run_id = tracker.start(name, kind, {**run_tags(cfg, data), **(tags or {})}, parent_id)
+    run_id = open_run(
+        cfg, tracker, data, kind=kind, name=name, parent_id=parent_id, tags=tags, on_start=on_start
+    )
     seen: list[dict[str, float]] = []
     try:
-        if on_start is not None:
-            on_start(run_id)
-        tracker.log_params(run_id, run_params(cfg))
-        tracker.log_dataset(run_id, data)
         result = fit(cfg, data, hooks=[_epoch_logger(tracker, run_id, seen), *hooks])
-        tracker.log_metrics(run_id, result.summary)
-        tracker.log_dict(run_id, manifest(cfg, result), MANIFEST)
-        if cfg.tracking.activations:
-            _log_activations(tracker, run_id, result, cfg.seed)
-        if log_model:
-            tracker.log_model(run_id, result.model, result.data.x_val[:5].cpu())
-    except TrialStopped as exc:
-        tracker.log_metrics(run_id, metrics.summarize(seen, cfg.train.monitor))
-        tracker.end(run_id, KILLED, PRUNED, str(exc))
-        raise
+        close_run(cfg, tracker, run_id, result, log_model=log_model)
     except BaseException as exc:
-        end_quietly(tracker, run_id, FAILED, FAIL, failure_reason(exc))
+        fail_run(cfg, tracker, run_id, exc, seen)
         raise
-    tracker.end(run_id, FINISHED, COMPLETE)
+    return TrackedFit(run_id, result)
+
+
+def log_fitted(
+    cfg: Config,
+    tracker: Tracker,
+    result: FitResult,
+    error: Exception | None,
+    *,
+    kind: str,
+    name: str,
+    parent_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
+    start_time: float | None = None,
+    end_time: float | None = None,
+) -> TrackedFit:
+    """Log a fit that already ran (a member of a stacked fit) as :func:`run_fit` logs one.
+
+    The same run: tags, params, data input, one ``log_batch`` per epoch of ``result.history``,
+    then the summary and manifest and FINISHED; or, when ``error`` stopped the fit, the end
+    ``run_fit`` gives a fit that raised it, and ``error`` is raised. The run is created only
+    now, so a process killed while the fit trained leaves no run RUNNING; ``start_time`` and
+    ``end_time`` date it when the fit ran.
+    """
+    run_id = open_run(
+        cfg,
+        tracker,
+        result.data,
+        kind=kind,
+        name=name,
+        parent_id=parent_id,
+        tags=tags,
+        on_start=on_start,
+        start_time=start_time,
+    )
+    seen: list[dict[str, float]] = []
+    log = _epoch_logger(tracker, run_id, seen)
+    try:
+        for epoch, values in enumerate(result.history, start=1):
+            log(epoch, values)
+        if error is not None:
+            raise error
+        close_run(cfg, tracker, run_id, result, manifest_extra=manifest_extra, end_time=end_time)
+    except BaseException as exc:
+        fail_run(cfg, tracker, run_id, exc, seen, end_time=end_time)
+        raise
     return TrackedFit(run_id, result)
 
 
@@ -440,11 +584,18 @@ def reconcile_runs(tracker: Tracker, parent_id: str, states: Mapping[str, str]) 
     return closed
 
 
-def end_quietly(tracker: Tracker, run_id: str, status: str, state: str, reason: str) -> None:
+def end_quietly(
+    tracker: Tracker,
+    run_id: str,
+    status: str,
+    state: str,
+    reason: str,
+    end_time: float | None = None,
+) -> None:
     """Close a run on the failure path; if the store is down too, the original error wins
     (the next ``droplab study`` reconciles the run with Optuna's state)."""
     try:
-        tracker.end(run_id, status, state, reason)
+        tracker.end(run_id, status, state, reason, end_time=end_time)
     except Exception as exc:  # noqa: BLE001 - the caller re-raises the real failure
         logging.getLogger(__name__).warning("could not close run %s: %s", run_id, _first_line(exc))
 

@@ -256,6 +256,7 @@ def _validate_compare(cfg: Config) -> None:
     c = cfg.compare
     _check(len(c.seeds) >= 1, "compare.seeds", list(c.seeds), "at least one seed")
     _check(len(set(c.seeds)) == len(c.seeds), "compare.seeds", list(c.seeds), "distinct seeds")
+    _check(isinstance(c.vectorize, bool), "compare.vectorize", c.vectorize, "true or false")
     for key, values in c.grid.items():
         _check(
             isinstance(values, list) and len(values) > 0,

@@ -3,28 +3,28 @@
 A comparison trains one network for many seeds and dropout rates. Here each member keeps what
 makes it an independent :func:`droplab.training.fit` -- its own data split, initial weights,
 dropout masks and batch order -- while the members' weights sit side by side in tensors of
-shape ``(members, fan_in, fan_out)`` used by ``torch.baddbmm``, and one forward, one backward
-and one optimizer step serve them all.
+shape ``(members, fan_in, fan_out)`` (:class:`droplab.stacked.Stack`), and one forward, one
+backward and one optimizer step serve them all.
 
 Each member equals its own ``fit`` bit for bit on CPU (``tests/test_vectorized.py``):
 
 - init: ``seed_all`` then ``build_model``, as ``fit``; the global RNG state right after is the
   one ``fit`` draws its first mask from (Lightning draws nothing in between), so each member
-  gets a ``torch.Generator`` holding it, and :func:`dropout_masks` draws what ``F.dropout``
-  draws (``bernoulli_(1 - p)``, divided by ``1 - p``), same shapes, same order, as float64
-  uniforms kept below ``1 - p``: the CPU kernel's own rule, a third of its cost (checked
-  once at run time; ``bernoulli_`` itself otherwise);
+  gets a ``torch.Generator`` holding it, and the stack draws its masks from that;
 - batches: each member's :class:`~droplab.data.Batches` generator draws its permutations; as
   Lightning calls ``iter()`` once before epoch 1 to check the loader, one is drawn and dropped;
-- loss: the sum of the members' ``LitMLP.loss``, so each slice gets its own gradient; Adam,
-  AdamW and SGD are elementwise. Where a batched kernel would round differently (one output
-  unit, some sizes and thread counts, exp/erf/tanh activations) the work is done per member;
+- loss: the sum of the members' ``LitMLP.loss``, so each slice gets its own gradient;
+- kernels: where a stacked kernel could round differently from ``fit``'s (GEMM sizes, thread
+  counts and alignments, exp/erf/tanh activations, the optimizer's vector loops) the stack
+  either works per member or was probed to match (:mod:`droplab.stacked`); when no exact way
+  exists for some size, the members train one by one with ``fit`` (``MemberResult.stacked``);
 - epoch end: each member's own ``LitMLP``, holding a copy of its weights, runs ``close_epoch``:
   the same eval pass, scores, gaps and NaN check as ``fit``.
 
-Not a Trainer (DESIGN.md builds those in ``training.py`` only): Lightning adds about 0.5 ms
-to every step (at width 32 ``fit`` takes 1.4x ``benchmarks/plain_loop.py``), about 10% of
-``fit_members``' time if paid on each stacked step; the plain loop is ``_train_epoch``.
+Not a Trainer (DESIGN.md builds those in ``training.py`` only): a plain loop,
+``_train_epoch``. As ``fit`` runs one Lightning step per epoch, Lightning costs ``fit`` nothing
+per mini-batch either, so the speed-up measured against it (``benchmarks/vectorized.py``) is
+the stack's own: per-op overhead paid once for all members, uniform draws for the masks.
 
 A member whose running loss turns NaN/inf, or whose hook raises (pruning, the time budget,
 which counts the stack's wall time), stops alone with the exception in ``error``; Ctrl-C stops
@@ -33,28 +33,27 @@ all. On CUDA the stack runs, but ``fit``'s fused dropout kernel draws other mask
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from droplab import config as C
-from droplab import metrics
+from droplab import metrics, stacked
 from droplab.config import Config
 from droplab.data import Batches, Dataset, prepare
 from droplab.lit_module import LitMLP
-from droplab.model import MLP
 from droplab.training import (
     EpochHook,
     FitResult,
+    _keep_best,
     _time_budget,
     build_model,
     configure_threads,
+    fit,
     positive_weight,
     resolve_device,
     seed_all,
@@ -71,6 +70,7 @@ _PER_MEMBER = {
     "train.predict",
 }
 _SECTIONS = ("seed", "data", "model", "train")
+STACK_MAX_WIDTH = 256
 # Lightning's _check_dataloader_iterable calls iter() on the loader before the first epoch.
 _LIGHTNING_CHECK_ITERS = 1
 
@@ -80,9 +80,12 @@ class MemberResult(FitResult):
     """A :class:`FitResult` of one member; ``error`` is why it stopped early, if it did.
 
     A stopped member keeps the history of the epochs it completed (as ``fit``'s hooks saw).
+    ``stacked`` is the number of members it trained with (itself included; 1: alone, by
+    ``fit``, whose failure leaves ``model`` at its initial weights).
     """
 
     error: Exception | None = None
+    stacked: int = 1
 
 
 def _shape_key(cfg: Config) -> str:
@@ -110,162 +113,17 @@ def group_stackable(cfgs: Sequence[Config]) -> list[list[int]]:
     return list(groups.values())
 
 
-def dropout_masks(
-    shape: Sequence[int], rates: Sequence[float], generators: Sequence[torch.Generator]
-) -> torch.Tensor:
-    """Each member's scaled mask ``(members, *shape)``: what ``F.dropout(x, p)`` multiplies by.
+def worth_stacking(cfg: Config) -> bool:
+    """Whether members of ``cfg``'s shape train faster stacked than one by one, and exactly.
 
-    On CPU torch draws ``empty_like(x).bernoulli_(1 - p)`` from the global generator and
-    divides it by ``1 - p``; member ``m`` draws the same numbers from ``generators[m]``.
-    p = 0 draws nothing, as in torch.
+    On CPU, up to width ``STACK_MAX_WIDTH`` (``benchmarks/vectorized.py``: past it each
+    member's GEMMs dominate and one stack saves little). Not on CUDA, where stacked members
+    would draw other dropout masks than ``fit`` and so not replay.
     """
-    device = generators[0].device
-    keep, scale = _mask_constants(tuple(rates), len(shape), device)
-    if device.type == "cpu" and _uniform_is_bernoulli():
-        u = torch.empty(len(rates), *shape, dtype=torch.float64)
-        for row, p, g in zip(u, rates, generators, strict=True):
-            if p > 0:
-                row.uniform_(generator=g)
-            else:
-                row.zero_()  # 0 < 1: p = 0 keeps every unit and draws nothing
-        return u.lt_(keep).to(torch.float32).mul_(scale)
-    masks = torch.ones(len(rates), *shape, device=device)
-    for row, p, g in zip(masks, rates, generators, strict=True):
-        if p > 0:
-            row.bernoulli_(1 - p, generator=g)
-    return masks * scale
-
-
-@functools.cache
-def _mask_constants(
-    rates: tuple[float, ...], ndim: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per member: the keep probability ``1 - p`` (float64) and the survivors' value.
-
-    The survivors' value is ``1`` divided by ``1 - p`` as torch's ``div_`` divides.
-    """
-    view = (len(rates),) + (1,) * ndim
-    keep = torch.tensor([1.0 - p for p in rates], dtype=torch.float64, device=device)
-    scale = torch.stack([torch.ones((), device=device).div_(1 - p) for p in rates])
-    return keep.view(view), scale.view(view)
-
-
-@functools.cache
-def _uniform_is_bernoulli() -> bool:
-    """Whether ``uniform_`` in float64 then ``< 1 - p`` reproduces ``bernoulli_(1 - p)``.
-
-    It does in torch's CPU kernel (one 53-bit uniform draw per element, kept if below
-    ``1 - p``) and costs a third of it; checked once, so another kernel falls back.
-    """
-    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    drawn = torch.empty(123, 45).bernoulli_(0.7, generator=g1)
-    ours = torch.rand(123, 45, dtype=torch.float64, generator=g2) < 0.7
-    return torch.equal(drawn, ours.float()) and torch.equal(g1.get_state(), g2.get_state())
-
-
-def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``F.linear`` of every member (``w``: ``(members, fan_in, fan_out)``), bit for bit."""
-    if _batched(h, w):
-        return torch.baddbmm(b.unsqueeze(1), h, w)
-    return torch.stack(_per_member(h, w, b))
-
-
-def _linear_each(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> Sequence[torch.Tensor]:
-    """As :func:`_linear`, one tensor per member (the logits: no stack to undo)."""
-    return _linear(h, w, b).unbind(0) if _batched(h, w) else _per_member(h, w, b)
-
-
-def _per_member(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
-    # nn.Linear's own layout, (fan_out, fan_in) contiguous: exactly the GEMM fit runs.
-    w_m, b_m = w.unbind(0), b.unbind(0)
-    return [F.linear(x, w_m[m].t().contiguous(), b_m[m]) for m, x in enumerate(h.unbind(0))]
-
-
-def _batched(h: torch.Tensor, w: torch.Tensor) -> bool:
-    members, rows, fan_in = h.shape
-    threads = torch.get_num_threads()
-    return h.device.type != "cpu" or _gemm_matches(members, rows, fan_in, w.shape[2], threads)
-
-
-@functools.cache
-def _gemm_matches(members: int, rows: int, fan_in: int, fan_out: int, threads: int) -> bool:
-    """Whether one ``baddbmm`` gives :func:`_per_member`'s bits, forward and backward.
-
-    MKL picks its kernel (and so its summation order) from the sizes and the thread count:
-    one output unit takes a GEMV path, width 1024 on few rows splits otherwise, etc. One
-    probe on random numbers per size tells which; the values do not change the kernel.
-    """
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(members, rows, fan_in, generator=g)
-    w = torch.randn(members, fan_in, fan_out, generator=g)
-    b = torch.randn(members, fan_out, generator=g)
-    grad = torch.randn(members, rows, fan_out, generator=g)
-    seen = []
-    for batched in (True, False):
-        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-        if batched:
-            out = torch.baddbmm(leaves[2].unsqueeze(1), leaves[0], leaves[1])
-        else:
-            out = torch.stack(_per_member(*leaves))
-        out.backward(grad)
-        seen.append([out.detach(), *(t.grad for t in leaves)])
-    return all(torch.equal(a, c) for a, c in zip(*seen, strict=True))
-
-
-class _Stack(nn.Module):
-    """The members' MLPs side by side: per layer, weights ``(members, fan_in, fan_out)``
-    (so that a weight's gradient comes out of ``bmm`` in its own layout, with no transposing
-    copy) and biases ``(members, fan_out)``."""
-
-    def __init__(self, models: Sequence[MLP], input_rates: Sequence[float]) -> None:
-        super().__init__()
-        layers = [[m for m in model.net if isinstance(m, nn.Linear)] for model in models]
-        self.weights = nn.ParameterList(
-            torch.stack([ls[k].weight.detach().t() for ls in layers])
-            for k in range(len(layers[0]))
-        )
-        self.biases = nn.ParameterList(
-            torch.stack([ls[k].bias.detach() for ls in layers]) for k in range(len(layers[0]))
-        )
-        net = list(models[0].net)
-        self.activation = net[net.index(layers[0][0]) + 1]
-        # rates[0]: input dropout per member; rates[k]: hidden layer k's dropout per member.
-        self.rates: list[Sequence[float]] = [
-            list(input_rates),
-            *zip(*(model.rates for model in models), strict=True),
-        ]
-
-    def forward(
-        self, x: torch.Tensor, generators: Sequence[torch.Generator]
-    ) -> Sequence[torch.Tensor]:
-        """Each member's logits (training mode: each member's own dropout masks)."""
-        h = self._drop(x, self.rates[0], generators)
-        for k in range(len(self.rates) - 1):
-            h = _linear(h, self.weights[k], self.biases[k])
-            h = self._drop(self._activate(h), self.rates[k + 1], generators)
-        return _linear_each(h, self.weights[-1], self.biases[-1])
-
-    def _activate(self, h: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.activation, nn.ReLU | nn.LeakyReLU):
-            return self.activation(h)
-        # exp/erf/tanh kernels may round differently in a loop's vector body and its scalar
-        # tail, and stacking moves elements between the two (ELU at width 19 differed).
-        return torch.stack([self.activation(h_m) for h_m in h.unbind(0)])
-
-    def _drop(
-        self, h: torch.Tensor, rates: Sequence[float], generators: Sequence[torch.Generator]
-    ) -> torch.Tensor:
-        if not any(rates):
-            return h
-        return h * dropout_masks(h.shape[1:], rates, generators).to(h.device)
-
-    @torch.no_grad()
-    def copy_to(self, member: int, model: MLP) -> None:
-        """Write member ``member``'s weights into its own ``model``."""
-        layers = [m for m in model.net if isinstance(m, nn.Linear)]
-        for layer, w, b in zip(layers, self.weights, self.biases, strict=True):
-            layer.weight.copy_(w[member].t())
-            layer.bias.copy_(b[member])
+    on_cpu = cfg.train.device == "cpu" or (
+        cfg.train.device == "auto" and not torch.cuda.is_available()
+    )
+    return on_cpu and cfg.model.width <= STACK_MAX_WIDTH
 
 
 @dataclass
@@ -278,6 +136,7 @@ class _Member:
     batches: Batches
     generator: torch.Generator
     hooks: list[EpochHook]
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     error: Exception | None = None
     seconds: float | None = None
 
@@ -301,7 +160,9 @@ def _member(cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.d
     batches = Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed)
     for _ in range(_LIGHTNING_CHECK_ITERS):
         _permutation(batches)
-    return _Member(cfg, data, lit, batches, generator, list(hooks))
+    member = _Member(cfg, data, lit, batches, generator, list(hooks))
+    member.hooks.insert(0, _keep_best(lit, cfg.train.monitor, member.best_state))
+    return member
 
 
 def _permutation(batches: Batches) -> torch.Tensor:
@@ -331,23 +192,29 @@ class _Rows:
             yield x, flat_y.index_select(0, idx).view(members, -1)
 
 
-class _OptimizerSource:
-    """Just what ``LitMLP.configure_optimizers`` reads, so the stack gets the same optimizer."""
-
-    def __init__(self, model: nn.Module, cfg: Config) -> None:
-        self.model = model
-        self.cfg = cfg.train
-
-
-def _optimizer(stack: _Stack, cfg: Config) -> torch.optim.Optimizer:
-    optimizer = LitMLP.configure_optimizers(cast(LitMLP, _OptimizerSource(stack, cfg)))
-    for group in optimizer.param_groups:
-        group["foreach"] = True  # CPU foreach runs the same per-tensor kernels, in fewer calls
-    return optimizer
+def _exact(members: Sequence[_Member], threads: int) -> bool:
+    """Whether every kernel of the stack can give each member ``fit``'s bits on this machine."""
+    cfg, model = members[0].cfg, members[0].lit.model
+    if members[0].data.x_train.device.type != "cpu":
+        return True  # nothing to match: fit's CUDA dropout draws other masks anyway
+    rows, batch = len(members[0].data.x_train), cfg.train.batch_size
+    sizes = {min(rows, batch), rows % batch} - {0}
+    layers = [m for m in model.net if isinstance(m, nn.Linear)]
+    n = len(members)
+    gemms = all(
+        stacked.gemm_path(n, r, layer.in_features, layer.out_features, threads) is not None
+        for r in sizes
+        for layer in layers
+    )
+    shapes = tuple(tuple(p.shape) for p in model.parameters())
+    return gemms and stacked.optimizer_matches(cfg.train, n, shapes, threads)
 
 
 def _train_epoch(
-    stack: _Stack, members: list[_Member], rows: _Rows, optimizer: torch.optim.Optimizer
+    stack: stacked.Stack,
+    members: list[_Member],
+    rows: _Rows,
+    optimizer: torch.optim.Optimizer,
 ) -> None:
     """One epoch of every member, in lockstep; each member's running loss is accumulated."""
     alive = [i for i, m in enumerate(members) if m.error is None]
@@ -369,7 +236,7 @@ def _train_epoch(
         m.lit._running_count = rows.x.shape[1]
 
 
-def _close_epoch(stack: _Stack, members: list[_Member], start: float) -> None:
+def _close_epoch(stack: stacked.Stack, members: list[_Member], start: float) -> None:
     """Each living member's epoch record and hooks; a member that raises stops alone."""
     for i, m in enumerate(members):
         if m.error is not None:
@@ -385,23 +252,39 @@ def _close_epoch(stack: _Stack, members: list[_Member], start: float) -> None:
             m.seconds = time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def _unfilled_allocations() -> Iterator[None]:
+    """Skip the NaN fill of every new tensor that deterministic mode asks for: a debugging
+    aid that costs the stack ~10% (its masks and copies are fresh each step) and changes no
+    result, as no kernel reads memory it has not written."""
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+
+
 def _fit_stack(members: list[_Member], threads: int) -> list[MemberResult]:
     cfg = members[0].cfg
-    stack = _Stack([m.lit.model for m in members], [m.cfg.model.input_dropout for m in members])
+    stack = stacked.Stack(
+        [m.lit.model for m in members], [m.cfg.model.input_dropout for m in members]
+    )
     stack.to(members[0].data.x_train.device).train()
-    optimizer = _optimizer(stack, cfg)
+    optimizer = stacked.optimizer(list(stack.parameters()), cfg.train, foreach=True)
     rows = _Rows(members)
     start = time.perf_counter()
-    for _ in range(cfg.train.epochs):
-        if all(m.error is not None for m in members):
-            break
-        _train_epoch(stack, members, rows, optimizer)
-        _close_epoch(stack, members, start)
+    with _unfilled_allocations():
+        for _ in range(cfg.train.epochs):
+            if all(m.error is not None for m in members):
+                break
+            _train_epoch(stack, members, rows, optimizer)
+            _close_epoch(stack, members, start)
     end = time.perf_counter() - start
-    return [_result(m, threads, end) for m in members]
+    return [_result(m, threads, end, len(members)) for m in members]
 
 
-def _result(m: _Member, threads: int, seconds: float) -> MemberResult:
+def _result(m: _Member, threads: int, seconds: float, size: int) -> MemberResult:
     history = m.lit.history
     return MemberResult(
         history=history,
@@ -411,8 +294,35 @@ def _result(m: _Member, threads: int, seconds: float) -> MemberResult:
         device=str(m.data.x_train.device),
         threads=threads,
         seconds=m.seconds if m.seconds is not None else seconds,
+        best_state=m.best_state,
         error=m.error,
+        stacked=size,
     )
+
+
+def _fit_alone(cfg: Config, data: Dataset, hooks: Sequence[EpochHook]) -> MemberResult:
+    """``fit``, with a failure kept in ``error`` (and the epochs before it) as a member's."""
+    seen: list[dict[str, float]] = []
+
+    def record(_: int, values: Mapping[str, float]) -> None:
+        seen.append(dict(values))
+
+    start = time.perf_counter()
+    try:
+        result = fit(cfg, data, [record, *hooks])
+    except Exception as exc:  # noqa: BLE001 - the member's failure is its result
+        seed_all(cfg.seed, cfg.train.deterministic)
+        return MemberResult(
+            history=seen,
+            summary=metrics.summarize(seen, cfg.train.monitor),
+            model=build_model(cfg, data).eval(),
+            data=data,
+            device=str(data.x_train.device),
+            threads=thread_count(cfg),
+            seconds=time.perf_counter() - start,
+            error=exc,
+        )
+    return MemberResult(**{f: getattr(result, f) for f in FitResult.__dataclass_fields__})
 
 
 def fit_members(
@@ -430,6 +340,8 @@ def fit_members(
     Returns:
         One result per config, in order. ``seconds`` is the stack's wall time (shared by all
         members, not additive); a member that stopped early has its exception in ``error``.
+        Where no stacked kernel is exact on this machine, the members train one by one with
+        ``fit`` (``stacked == 1``).
 
     Raises:
         ValueError: the configs cannot stack, or the argument lengths differ.
@@ -450,6 +362,10 @@ def fit_members(
         # train_fraction < 1 can subsample seeds to different sizes: batches must line up.
         idx = [i for i, d in enumerate(splits) if len(d.x_train) == rows]
         members = [_member(cfgs[i], splits[i], hooks[i], device) for i in idx]
-        for i, result in zip(idx, _fit_stack(members, threads), strict=True):
+        if len(members) > 1 and _exact(members, threads):
+            done = _fit_stack(members, threads)
+        else:  # one member, or no exact stack here: fit itself is the per-member path
+            done = [_fit_alone(cfgs[i], splits[i], hooks[i]) for i in idx]
+        for i, result in zip(idx, done, strict=True):
             results[i] = result
     return [r for r in results if r is not None]

@@ -1,0 +1,33 @@
+"""The benchmark scripts run end to end on a tiny size and print their tables (not timed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = ("overhead", "bookkeeping", "workers", "pruning", "memory", "vectorized")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_runs_tiny_and_prints_its_table(script: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--tiny", "--no-wait"]
+        + ["--only", script, "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # the script and the run.py entry both exit 0
+    assert done.returncode == 0, done.stderr[-3000:]
+    # it prints a Markdown table with at least one row
+    assert "### " in done.stdout and "|---|" in done.stdout
+    # its figures are written for run.py, and run.py joins the tables into results.md
+    figures = json.loads((tmp_path / f"{script}.json").read_text())
+    assert figures["tiny"] is True and figures["table"] in (tmp_path / "results.md").read_text()
