@@ -293,7 +293,9 @@ def recover_stale(study: optuna.Study, on_failed: Callable[[FrozenTrial, str], N
         before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
-        for trial in study.get_trials(deepcopy=False):
+        # A trial that left RUNNING between the two reads may have completed normally in its
+        # own worker meanwhile: only the ones now FAIL were failed here.
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             if trial.number in before - after:
                 on_failed(trial, "worker stopped sending heartbeats")
                 failed.append(trial.number)
