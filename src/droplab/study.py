@@ -62,7 +62,7 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     url = storage.check_storage(cfg)
     data = prepare(cfg.data, cfg.seed)  # bad data: exit 2 before any study or run exists
     storage.probe(url)  # an unreachable storage too, before the MLflow store is created
-    tracker = _tracker(cfg)  # and an unreachable tracking server
+    tracker = tracking.make_tracker(cfg)  # and an unreachable tracking server
     study = open_study(cfg, url)
     parent_id = _parent_run(cfg, study, tracker, url)
     storage.recover_stale(study, _closer(tracker))
@@ -85,15 +85,6 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
             tracking.end_quietly(tracker, parent_id, tracking.KILLED, tracking.FAIL, reason)
         raise
     return _finish(cfg, study, tracker, parent_id, url, before, time.perf_counter() - start)
-
-
-def _tracker(cfg: Config) -> tracking.Tracker:
-    """The MLflow tracker. Processes started together on a fresh local store take turns to
-    create it: MLflow's schema migrations fail when several run at once."""
-    if not cfg.tracking.enabled:
-        return tracking.make_tracker(cfg)
-    with storage.schema_lock(C.tracking_uri(cfg)):
-        return tracking.make_tracker(cfg)
 
 
 def open_study(cfg: Config, url: str) -> optuna.Study:
@@ -394,7 +385,7 @@ def _worker_main(
         pruner=space.pruner(cfg),
     )
     worker = _Worker(cfg, url, parent_id, attempts)
-    _work(worker, study, _tracker(cfg), prepare(cfg.data, cfg.seed))
+    _work(worker, study, tracking.make_tracker(cfg), prepare(cfg.data, cfg.seed))
 
 
 def _finish(

@@ -28,6 +28,7 @@ from droplab import interrupts, metrics, plots
 from droplab.config import Config
 from droplab.data import Dataset, prepare
 from droplab.model import MLP
+from droplab.storage import schema_lock
 from droplab.training import EpochHook, FitResult, TrialStopped, fit, progress_bar
 
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "creating tables" banners
@@ -250,7 +251,12 @@ def make_tracker(cfg: Config) -> Tracker:
     # each machine's files to its own disk, out of reach of the server and the other machines.
     remote = uri.startswith(("http://", "https://"))
     try:
-        return MlflowTracker(uri, C.experiment_name(cfg), None if remote else C.artifact_root(cfg))
+        # Processes started together on a fresh store take turns to create it: MLflow's
+        # schema migrations fail when several run at once.
+        with schema_lock(uri):
+            return MlflowTracker(
+                uri, C.experiment_name(cfg), None if remote else C.artifact_root(cfg)
+            )
     except Exception as exc:  # bad URI scheme, driver missing, database refused...
         raise C.ConfigError(
             f"tracking.uri={C.mask_secrets(uri)} cannot be used: {_first_line(exc)}"
