@@ -36,6 +36,7 @@ from droplab import storage, study, study_summary, tracking
 from droplab.config import Config, load_config
 
 TARGET = 0.05
+STORE = "MLflow client and experiment (store creation)"
 EXPERIMENT = "experiments/fraud_dropout_width.yaml"
 TINY = [
     "data.rows=1500",
@@ -52,7 +53,7 @@ TINY = [
 TIMED: list[tuple[Any, str, str]] = [
     (study, "prepare", "data preparation (study start)"),
     (study, "open_study", "open or create the Optuna study"),
-    (tracking, "make_tracker", "MLflow client and experiment"),
+    (tracking, "make_tracker", STORE),
     (study, "_parent_run", "MLflow parent run"),
     (optuna.Study, "ask", "Optuna ask (sampling)"),
     (optuna.Study, "tell", "Optuna tell"),
@@ -64,13 +65,15 @@ TIMED: list[tuple[Any, str, str]] = [
     (tracking.MlflowTracker, "log_params", "MLflow log_params"),
     (tracking.MlflowTracker, "log_dataset", "MLflow log_inputs (dataset)"),
     (tracking.MlflowTracker, "log_metrics", "MLflow log_batch (metrics)"),
+    (tracking.MlflowTracker, "log_epoch", "MLflow per-epoch log_batch (queued to a thread)"),
+    (tracking.MlflowTracker, "flush", "MLflow waiting for the epoch writes"),
     (tracking.MlflowTracker, "set_tags", "MLflow set_tags"),
     (tracking.MlflowTracker, "log_dict", "MLflow log_dict (manifest)"),
     (tracking.MlflowTracker, "log_artifact", "MLflow log_artifact"),
     (tracking.MlflowTracker, "end", "MLflow end run"),
     (tracking.MlflowTracker, "log_model", "MLflow log_model (best model)"),
     (tracking, "manifest", "run manifest (package versions)"),
-    (tracking, "_log_activations", "activations plot"),
+    (tracking, "log_activations", "activations plot"),
     (study, "_save_model", "save trial model (new best)"),
     (study, "_finish", "study summary (all of the below)"),
     (study_summary, "_log_best_model", "best model on the parent run"),
@@ -186,6 +189,12 @@ def main() -> None:
     hooks = [c.get("epoch hooks (inside fit)", 0.0) for c in clocks]
     outside = common.median([1 - f / w for f, w in zip(fits, walls, strict=True)])
     strict = common.median([1 - (f - h) / w for f, h, w in zip(fits, hooks, walls, strict=True)])
+    # A fresh store pays MLflow's schema creation (its import and ~60 migrations) once: from
+    # the second study on in the same paths.runs the store exists.
+    store = [c.get(STORE, 0.0) for c in clocks]
+    warm = common.median(
+        [1 - f / (w - s) - s / (w - s) for f, s, w in zip(fits, store, walls, strict=True)]
+    )
     n = outcome.started if outcome else 0
     rows = [
         ["study wall time (study.run)", f"{common.median(walls):.1f} s", ""],
@@ -199,6 +208,11 @@ def main() -> None:
             "**outside fit / wall**",
             f"**{outside:.1%}**",
             f"<= {TARGET:.0%}: {common.verdict(outside <= TARGET)}",
+        ],
+        [
+            "outside fit / wall, the MLflow store already created (second study on)",
+            f"{warm:.1%}",
+            f"<= {TARGET:.0%}: {common.verdict(warm <= TARGET)}",
         ],
         [
             "outside fit + epoch hooks / wall (strict)",
@@ -228,7 +242,13 @@ def main() -> None:
         text += "\nnotes: " + "; ".join(outcome.notes) + "\n"
     if args.profile:
         text += "\n```\n" + profile(overrides, args.experiment, args.profile) + "```\n"
-    figures = {"walls": walls, "clocks": clocks, "outside": outside, "strict": strict}
+    figures = {
+        "walls": walls,
+        "clocks": clocks,
+        "outside": outside,
+        "strict": strict,
+        "outside_store_exists": warm,
+    }
     common.finish(args, "bookkeeping", text, figures)
 
 

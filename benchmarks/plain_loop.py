@@ -3,7 +3,9 @@
 Same data tensors, the same ``droplab.model.MLP`` built after the same seeding, Adam, the same
 batches (slices of one seeded permutation per epoch), the dropout-on running loss kept on the
 device, and after every epoch the eval-mode pass over the training and validation splits in
-``train.eval_batch_size`` chunks, scored with the same torchmetrics functions. Given the same
+``train.eval_batch_size`` chunks, scored with one sort per split (``droplab.scoring``: the
+arithmetic of torchmetrics' AUPRC and AUROC, which a careful hand-written loop would use too
+rather than sorting four times). Given the same
 config, its per-epoch history equals droplab's bit for bit on CPU (``overhead.py`` checks).
 
 Run as a script, it is the "plain process" of the whole-process comparison:
@@ -20,11 +22,11 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from droplab.config import Config, load_config
 from droplab.data import Dataset, prepare
 from droplab.model import MLP
+from droplab.scoring import binary_scores
 
 
 def evaluate(
@@ -34,10 +36,10 @@ def evaluate(
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
-        probs = torch.sigmoid(logits.squeeze(-1))
+        auprc, auroc = binary_scores(torch.sigmoid(logits.squeeze(-1)), y)
         return {
-            f"{prefix}/auprc": float(binary_average_precision(probs, y)),
-            f"{prefix}/auroc": float(binary_auroc(probs, y)),
+            f"{prefix}/auprc": auprc,
+            f"{prefix}/auroc": auroc,
             f"{prefix}/loss": float(
                 F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype))
             ),

@@ -22,7 +22,7 @@ from droplab import report, tracking
 from droplab import study_plots as P
 from droplab.config import Config, ConfigError
 from droplab.data import prepare
-from droplab.lit_module import score
+from droplab.scoring import score
 from droplab.storage import FAIL_REASON, RUN_ID
 from droplab.study import BASELINE, OBJECTIVES, PARENT_RUN
 from droplab.study_summary import MODEL, MODEL_FILE, SUMMARY

@@ -84,6 +84,15 @@ def test_four_trial_study_builds_the_mlflow_tree(tmp_path: Path) -> None:
     assert parent.data.metrics[M.study_count("COMPLETE")] == 4
     assert parent.data.metrics[M.study_best(M.BEST_VAL_AUPRC)] == pytest.approx(study.best_value)
     assert outcome.started == 4
+    # the activations picture is drawn once, for the best trial, not for every trial
+    client, _ = mlflow_runs(cfg)
+    best_run = study.best_trial.user_attrs["droplab.run_id"]
+    pictures = {
+        c.info.run_id
+        for c in children
+        if "activations.png" in {a.path for a in client.list_artifacts(c.info.run_id)}
+    }
+    assert pictures == {best_run}
 
 
 def test_resume_runs_nothing_and_extension_adds_the_difference(tmp_path: Path) -> None:
@@ -238,7 +247,11 @@ def test_unreachable_storage_is_bad_input(
 
 @pytest.mark.slow
 def test_two_workers_on_a_journal_file(tmp_path: Path) -> None:
-    cfg = study_config(tmp_path, "study.n_trials=6", "study.workers=2")
+    # trials of a second or so: tiny ones can all be done before the second worker has
+    # imported torch, which is not what this test is about
+    cfg = study_config(
+        tmp_path, "study.n_trials=6", "study.workers=2", "data.rows=20000", "train.epochs=6"
+    )
     run(cfg)
     study = load(cfg)
     # exactly six finished trials, none failed, numbers unique

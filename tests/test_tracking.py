@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,39 @@ def test_runs_left_running_are_reconciled_on_the_next_start(tmp_path: Path) -> N
     # the run now matches its COMPLETE trial again
     assert client.get_run(stale).info.status == "FINISHED"
     assert load(cfg).trials[1].state.name == "COMPLETE"
+
+
+def test_epoch_writes_run_behind_the_fit_and_their_errors_surface(tmp_path: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.MlflowTracker(store, "epochs", str(tmp_path / "artifacts"))
+    run_id = tracker.start("r", "train", {}, None)
+    for epoch in range(1, 6):
+        tracker.log_epoch(run_id, {"loss": float(epoch)}, epoch)
+    tracker.flush()
+    # every epoch is written, in order, at its step
+    history = tracker.client.get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(e, float(e)) for e in range(1, 6)]
+    # a failed write is raised by flush...
+    missing = "0" * 32
+    tracker.log_epoch(missing, {"loss": 1.0}, 1)
+    with pytest.raises(MlflowException):
+        tracker.flush()
+    # ...and the next run writes again
+    tracker.log_epoch(run_id, {"loss": 6.0}, 6)
+    tracker.flush()
+    assert len(tracker.client.get_metric_history(run_id, "loss")) == 6
+    # without a flush, a failed write stops a later epoch's log_epoch
+    tracker.log_epoch(missing, {"loss": 1.0}, 1)
+    with pytest.raises(MlflowException):
+        for epoch in range(2, 200):
+            tracker.log_epoch(missing, {"loss": 1.0}, epoch)
+            time.sleep(0.05)
+    # after a failed write the queued ones are skipped, not retried one by one
+    tracker.log_epoch(missing, {"loss": 1.0}, 1)
+    tracker.log_epoch(run_id, {"loss": 7.0}, 7)
+    # and ending a run on a failure path still closes it
+    tracker.end(run_id, tracking.FAILED, tracking.FAIL, "store trouble")
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.metrics["loss"] == 6.0

@@ -20,16 +20,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_average_precision,
-    multiclass_auroc,
-    multiclass_average_precision,
-)
 
 from droplab import metrics
 from droplab.config import TrainConfig
 from droplab.model import MLP
+from droplab.scoring import score
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -132,23 +127,3 @@ class LitMLP(pl.LightningModule):
         if c.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-
-
-def score(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
-    """AUPRC (average precision) and AUROC; macro one-vs-rest for several classes.
-
-    Non-finite logits score NaN instead of raising, so a diverged run is still recorded.
-    """
-    if not torch.isfinite(logits).all():
-        return {"auprc": math.nan, "auroc": math.nan}
-    if n_classes == 2:
-        probs = torch.sigmoid(logits.squeeze(-1))
-        return {
-            "auprc": float(binary_average_precision(probs, y)),
-            "auroc": float(binary_auroc(probs, y)),
-        }
-    probs = torch.softmax(logits, dim=-1)
-    return {
-        "auprc": float(multiclass_average_precision(probs, y, num_classes=n_classes)),
-        "auroc": float(multiclass_auroc(probs, y, num_classes=n_classes)),
-    }

@@ -25,9 +25,10 @@ from droplab import report_sections as S
 from droplab import study_plots as P
 from droplab.config import Config, ConfigError
 from droplab.data import Dataset, prepare
-from droplab.lit_module import LitMLP, score
+from droplab.lit_module import LitMLP
 from droplab.model import MLP
 from droplab.report_sections import band_sentences  # noqa: F401 (public API)
+from droplab.scoring import score
 from droplab.storage import FAIL_REASON, RUN_ID, is_journal, open_storage
 from droplab.study import BASELINE, OBJECTIVES, PARENT_RUN, trial_name
 from droplab.study_summary import MODEL, MODEL_FILE, SUMMARY, best_trials

@@ -212,6 +212,7 @@ def run_trial(
                 tags=tags,
                 hooks=hooks,
                 data=None if touches_data else data,
+                activations=False,  # drawn for the best trial only, when the study closes
                 on_start=lambda run_id: trial.set_user_attr(storage.RUN_ID, run_id),
             )
     except TrialStopped:

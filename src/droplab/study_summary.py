@@ -161,7 +161,8 @@ def _log_summary(
 def _log_best_model(
     cfg: Config, tracker: tracking.Tracker, parent_id: str, trial: FrozenTrial
 ) -> None:
-    """Rebuild the best trial's network from its saved weights and log it on the parent."""
+    """Rebuild the best trial's network from its saved weights and log it on the parent,
+    with its activations picture on the trial's own run (trials skip it: 0.2 s each)."""
     if not isinstance(tracker, tracking.MlflowTracker):
         return
     from droplab.data import prepare
@@ -175,6 +176,9 @@ def _log_best_model(
             trial.user_attrs[storage.RUN_ID], MODEL_FILE, tmp
         )
         model.load_state_dict(torch.load(local, weights_only=True))
+    if cfg.tracking.activations:
+        run_id = trial.user_attrs[storage.RUN_ID]
+        tracking.log_activations(tracker, run_id, model, data.x_val, trial_cfg.seed)
     tracker.log_model(parent_id, model, data.x_val[:5])
 
 
