@@ -145,11 +145,14 @@ def patched(clock: Clock) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def one_study(overrides: list[str], experiment: str) -> tuple[float, dict[str, float], Any]:
+def one_study(
+    overrides: list[str], experiment: str, journal: bool = False
+) -> tuple[float, dict[str, float], Any]:
     """Wall seconds of ``study.run``, the clock's seconds, and the outcome."""
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(experiment, [*overrides, f"paths.runs={tmp}"])
+        where = [f"study.storage={tmp}/optuna.journal"] if journal else []
+        cfg = load_config(experiment, [*overrides, *where, f"paths.runs={tmp}"])
         with patched(clock):
             start = time.perf_counter()
             outcome = study.run(cfg)
@@ -174,6 +177,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="train.epochs; 0: the experiment's")
     p.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
     p.add_argument("--profile", type=int, default=0, help="print the top N of a cProfile run")
+    p.add_argument(
+        "--journal", action="store_true", help="a journal file as the Optuna storage (not SQLite)"
+    )
     args = common.parse(p)
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     overrides += [*(TINY if args.tiny else []), *args.set]
@@ -182,7 +188,7 @@ def main() -> None:
     walls, clocks, outcome = [], [], None
     for _ in range(args.repeats):
         with common.quiet_slot():
-            wall, seconds, outcome = one_study(overrides, args.experiment)
+            wall, seconds, outcome = one_study(overrides, args.experiment, args.journal)
         walls.append(wall)
         clocks.append(seconds)
     fits = [c.get("fit", 0.0) for c in clocks]
@@ -223,6 +229,7 @@ def main() -> None:
     title = (
         f"Bookkeeping: {n}-trial study ({Path(args.experiment).stem}, "
         f"{args.epochs or 'its'} epochs), "
+        f"{'journal' if args.journal else 'SQLite'} Optuna storage, "
         f"tracking on, median of {args.repeats}"
     )
     text = common.table(title, ["measure", "value", "target"], rows)

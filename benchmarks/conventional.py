@@ -3,8 +3,10 @@
 A LightningModule fed by ``DataLoader(TensorDataset)`` (per-sample indexing and collation),
 ``self.log`` of the loss on every step with the progress bar on, Lightning's default logger
 (CSV here, TensorBoard where installed) and its validation loop doing the same per-epoch work
-as droplab: both splits in eval mode, in ``train.eval_batch_size`` chunks, scored with the
-same torchmetrics functions. Same model, optimizer, batch size, epochs and threads.
+as droplab: both splits in eval mode, in ``train.eval_batch_size`` chunks, scored with
+torchmetrics' functions as such code does (droplab's one-sort scoring gives the same floats and
+saves ~75 ms an epoch at 285k rows, small beside this pattern's cost). Same model, optimizer,
+batch size, epochs and threads.
 """
 
 from __future__ import annotations

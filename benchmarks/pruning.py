@@ -151,6 +151,7 @@ def main() -> None:
     title = (
         f"Pruning: fraud_dropout_width, widths 16-{args.max_width}, sampler seeds {args.seeds}"
         ", the same seed and trial count for every pruner"
+        + (f", with {' '.join(args.set)}" if args.set else "")
     )
     text = common.table(title, header, rows)
     mismatch = [r for r in runs if r["pruner"] != "none" and r["epochs"] != r["reported_epochs"]]

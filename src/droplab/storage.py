@@ -291,7 +291,9 @@ def recover_stale(study: optuna.Study, on_failed: Callable[[FrozenTrial, str], N
     rdb = _rdb(storage)
     if rdb is not None and rdb.get_heartbeat_interval() is not None:
         before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # experimental in Optuna since 2.9, said every call
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
         # A trial that left RUNNING between the two reads may have completed normally in its
         # own worker meanwhile: only the ones now FAIL were failed here.
