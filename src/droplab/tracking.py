@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,24 +163,16 @@ class MlflowTracker(Tracker):
     def log_metrics(
         self, run_id: str, values: Mapping[str, float], step: int | None = None
     ) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in values.items()]
-        self.client.log_batch(run_id, metrics=batch, synchronous=True)
+        self.client.log_batch(run_id, metrics=_metrics(values, step or 0), synchronous=True)
 
     def log_epoch(self, run_id: str, values: Mapping[str, float], step: int) -> None:
         """Queue the epoch's ``log_batch`` on a writer thread: the fit goes on while the store
         commits (half of the ~11 ms a write takes on SQLite is waiting for the disk). The
-        error of an earlier write is raised here, one epoch late at most."""
-        from mlflow.entities import Metric
-
+        error of an earlier write is raised here, at the first epoch after it failed."""
         self._raise_failed()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="droplab-mlflow")
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in values.items()]
-        self._pending.append(self._writer.submit(self._write, run_id, batch))
+        self._pending.append(self._writer.submit(self._write, run_id, _metrics(values, step)))
 
     def _write(self, run_id: str, batch: list[Any]) -> None:
         if self._write_error is not None:  # the store failed: skip, do not retry every epoch
@@ -192,17 +184,18 @@ class MlflowTracker(Tracker):
             raise
 
     def _raise_failed(self) -> None:
-        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
-        if self._write_error is not None or any(f.done() for f in self._pending):
+        if self._write_error is not None:
             self.flush()
+        self._pending = [f for f in self._pending if not f.done()]  # the rest went through
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
-        try:
-            for future in pending:
-                future.result()
-        finally:
-            self._write_error = None  # the next run tries the store again
+        wait(pending)
+        # A failed write leaves its error here (and the writes after it skip): raise it once;
+        # the next run tries the store again.
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            raise error
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -282,6 +275,13 @@ class MlflowTracker(Tracker):
             tags[REASON] = reason
         self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=status, end_time=_ms(end_time))
+
+
+def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items()]
 
 
 def _ms(seconds: float | None) -> int | None:
