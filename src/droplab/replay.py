@@ -18,68 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from droplab import config as C
-from droplab import metrics, tracking
-from droplab.config import Config, ConfigError
-from droplab.data import prepare
-from droplab.training import fit
+from droplab import metrics, tags
+from droplab.config.identity import config_hash, mask_secrets
+from droplab.config.load import from_dict, load_config, set_dotted, with_overrides
+from droplab.config.paths import tracking_uri
+from droplab.config.schema import Config, ConfigError
+from droplab.data.splits import prepare
+from droplab.fit.trainer import fit
+from droplab.tracking.provenance import git_state
+from droplab.tracking.store import metric_history
 
 EXIT_MATCH, EXIT_MISMATCH = 0, 1
+
+
 NOT_FITS = ("study", "comparison", "cell")  # run kinds that group other runs
-
-
-def find_runs(
-    tracker: tracking.Tracker, tags: Mapping[str, str], status: str | None = None
-) -> list[Any]:
-    """Runs of the tracker's experiment with all ``tags`` (and ``status``), oldest first."""
-    if not isinstance(tracker, tracking.MlflowTracker):
-        return []
-    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
-    if status is not None:
-        clauses.append(f"attributes.status = '{status}'")
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = tracker.client.search_runs(
-            [tracker.experiment_id],
-            filter_string=" and ".join(clauses),
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def metric_history(client: Any, run_id: str, key: str) -> dict[int, list[float]]:
-    """Every value logged for ``key``, by step, in the order it was logged."""
-    by_step: dict[int, list[float]] = {}
-    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
-        by_step.setdefault(int(m.step), []).append(float(m.value))
-    return by_step
-
-
-def last_values(by_step: Mapping[int, Sequence[float]]) -> list[float]:
-    """The latest value of each step, steps in order (what the MLflow UI plots)."""
-    return [by_step[step][-1] for step in sorted(by_step)]
-
-
-def finished_by_hash(tracker: tracking.Tracker, kind: str) -> dict[str, Any]:
-    """The oldest FINISHED run of ``kind`` for each config hash (the resume index)."""
-    out: dict[str, Any] = {}
-    for run in find_runs(tracker, {tracking.KIND: kind}, status=tracking.FINISHED):
-        out.setdefault(run.data.tags.get(tracking.CONFIG_HASH, ""), run)
-    return out
-
-
-def logged_summary(tracker: tracking.Tracker, run: Any) -> tuple[dict[str, float], list[float]]:
-    """A logged run's summary metrics and its per-epoch ``gap/loss``."""
-    assert isinstance(tracker, tracking.MlflowTracker)  # runs only come from a real store
-    history = metric_history(tracker.client, run.info.run_id, metrics.GAP_LOSS)
-    summary = {k: v for k, v in run.data.metrics.items() if k in metrics.SUMMARY_KEYS}
-    return summary, last_values(history)
 
 
 @dataclass
@@ -112,7 +64,7 @@ class ReplayResult:
 
 def default_uri() -> str:
     """The MLflow store of the default config (``paths.runs`` of ``conf/default.yaml``)."""
-    return C.tracking_uri(C.load_config())
+    return tracking_uri(load_config())
 
 
 def replay(run_id: str, tracking_uri: str | None = None, tolerance: float = 0.0) -> ReplayResult:
@@ -134,9 +86,9 @@ def replay(run_id: str, tracking_uri: str | None = None, tolerance: float = 0.0)
     client = _client(uri)
     run = _get_run(client, uri, run_id)
     cfg, notes = _replay_config(client, run)
-    result = ReplayResult(run_id, C.mask_secrets(uri), [], notes)
+    result = ReplayResult(run_id, mask_secrets(uri), [], notes)
     data = prepare(cfg.data, cfg.seed)
-    logged_digest = run.data.tags.get(tracking.DATA_DIGEST, "")
+    logged_digest = run.data.tags.get(tags.DATA_DIGEST, "")
     result.checks.append(_digest_check(logged_digest, data.digest))
     if result.checks[0].ok:
         replayed = fit(cfg, data)
@@ -162,12 +114,12 @@ def _get_run(client: Any, uri: str, run_id: str) -> Any:
     try:
         return client.get_run(run_id)
     except MlflowException:
-        raise ConfigError(f"run {run_id} not found in {C.mask_secrets(uri)}") from None
+        raise ConfigError(f"run {run_id} not found in {mask_secrets(uri)}") from None
 
 
 def _replay_config(client: Any, run: Any) -> tuple[Config, list[str]]:
     """The run's config from its manifest (params as a fallback), set to rerun it as it ran."""
-    kind = run.data.tags.get(tracking.KIND, "?")
+    kind = run.data.tags.get(tags.KIND, "?")
     if kind in NOT_FITS:
         raise ConfigError(
             f"run {run.info.run_id} is a {kind} run, which trained no model; "
@@ -175,19 +127,19 @@ def _replay_config(client: Any, run: Any) -> tuple[Config, list[str]]:
         )
     manifest = _manifest(client, run.info.run_id)
     tree = manifest.get("config") or params_tree(run.data.params)
-    cfg = C.from_dict(tree)
+    cfg = from_dict(tree)
     notes = _drift_notes(manifest, run.data.tags, cfg)
     overrides: dict[str, Any] = {"train.max_seconds": None}
     if manifest.get("threads"):
         overrides["train.threads"] = int(manifest["threads"])  # float sums depend on threads
     overrides["train.device"] = _device(str(manifest.get("device", "cpu")), notes)
-    if run.info.status == tracking.KILLED:  # pruned: replay the epochs it ran
+    if run.info.status == tags.KILLED:  # pruned: replay the epochs it ran
         epochs = len(metric_history(client, run.info.run_id, metrics.VAL_LOSS))
         overrides["train.epochs"] = max(1, epochs)
         notes.append(f"the run was pruned: replaying its {epochs} epoch(s)")
-    elif run.info.status != tracking.FINISHED:
+    elif run.info.status != tags.FINISHED:
         notes.append(f"the run is {run.info.status}: its logged numbers may be incomplete")
-    return C.with_overrides(cfg, overrides), notes
+    return with_overrides(cfg, overrides), notes
 
 
 def _device(logged: str, notes: list[str]) -> str:
@@ -205,7 +157,7 @@ def _device(logged: str, notes: list[str]) -> str:
 def _manifest(client: Any, run_id: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = client.download_artifacts(run_id, tracking.MANIFEST, tmp)
+            local = client.download_artifacts(run_id, tags.MANIFEST, tmp)
         except Exception:  # noqa: BLE001 - no manifest: fall back to the params
             return {}
         loaded = json.loads(Path(local).read_text(encoding="utf-8"))
@@ -219,16 +171,16 @@ def params_tree(params: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for key, raw in params.items():
         value = None if raw == "None" else yaml.safe_load(raw)
-        C.set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     return tree
 
 
-def _drift_notes(manifest: Mapping[str, Any], tags: Mapping[str, str], cfg: Config) -> list[str]:
+def _drift_notes(manifest: Mapping[str, Any], labels: Mapping[str, str], cfg: Config) -> list[str]:
     """What differs from when the run was logged, so a mismatch can be explained."""
     notes = []
-    if tags.get(tracking.CONFIG_HASH) not in (None, C.config_hash(cfg)):
+    if labels.get(tags.CONFIG_HASH) not in (None, config_hash(cfg)):
         notes.append("config hash differs from the run's: the config schema changed since")
-    commit, dirty = tracking.git_state()
+    commit, dirty = git_state()
     logged_git = manifest.get("git", {})
     if logged_git and (logged_git.get("commit"), logged_git.get("dirty")) != (commit, dirty):
         notes.append(f"code differs: run at {logged_git.get('commit')}, now {commit}")
@@ -299,16 +251,3 @@ def _fmt(values: Sequence[float | None] | None) -> str:
     if not values:
         return "(none)"
     return "/".join("(none)" if v is None else f"{v:.10g}" for v in values)
-
-
-def print_replay(result: ReplayResult) -> None:
-    """One line per check, the notes, and the verdict."""
-    print(f"\nreplay of run {result.run_id} ({result.uri}) in {result.seconds:.1f}s")
-    width = max((len(c.name) for c in result.checks), default=0)
-    for check in result.checks:
-        print(f"  {'match' if check.ok else 'MISMATCH':<8}  {check.name:<{width}}  {check.detail}")
-    for note in result.notes:
-        print(f"  note: {note}")
-    bad = sum(not c.ok for c in result.checks)
-    verdict = "all match" if result.matched else f"{bad} of {len(result.checks)} do not match"
-    print(f"  {verdict} (exit {result.exit_code})")

@@ -24,21 +24,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from droplab import config as C
-from droplab import interrupts
-from droplab.config import Config, ConfigError
+from droplab import interrupts, tags
+from droplab.config.identity import mask_secrets
+from droplab.config.paths import (
+    artifact_root,
+    experiment_name,
+    runs_dir,
+    study_name,
+    study_storage,
+    tracking_uri,
+)
+from droplab.config.schema import Config, ConfigError
 
-HOST, MLFLOW_PORT, DASHBOARD_PORT = "127.0.0.1", 5000, 8080
+tags.HOST, MLFLOW_PORT, DASHBOARD_PORT = "127.0.0.1", 5000, 8080
+
+
 MLFLOW, DASHBOARD = "MLflow UI", "optuna-dashboard"
+
+
 STORAGE_ENV = "DROPLAB_UI_STORAGE"  # the dashboard child reads its storage URL from here
+
+
 READY_SECONDS = 120.0  # the MLflow server takes ~15 s to answer on 2 busy cores
+
+
 # Children inherit the environment; these only apply where the user has not set them.
 _MLFLOW_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI job runners: 8 idle processes
 }
+
+
 # The MLflow UI opens on its GenAI overview unless told that this is model training.
 _TRAINING_VIEW = "runs?workflowType=machine_learning"
+
+
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -67,7 +87,7 @@ class Child:
 
 def serve(
     cfg: Config,
-    host: str = HOST,
+    host: str = tags.HOST,
     port: int = MLFLOW_PORT,
     dashboard_port: int = DASHBOARD_PORT,
     ready: Callable[[dict[str, str]], None] | None = None,
@@ -93,10 +113,10 @@ def serve(
     children: list[Child] = []
     try:
         for service in services:  # one at a time: a Ctrl-C in between still stops the first
-            children += launch([service], C.runs_dir(cfg) / "ui")
+            children += launch([service], runs_dir(cfg) / "ui")
         wait_ready(children)
         urls = deep_links(cfg, services)
-        print(f"droplab ui: experiment {C.experiment_name(cfg)}, study {C.study_name(cfg)}")
+        print(f"droplab ui: experiment {experiment_name(cfg)}, study {study_name(cfg)}")
         print_urls(services, urls, children)
         if ready is not None:
             ready(urls)
@@ -118,7 +138,7 @@ def plan(cfg: Config, host: str, port: int, dashboard_port: int) -> list[Service
     services = [s for s in candidates if s is not None]
     if not services:
         raise ConfigError(
-            f"nothing to show: no MLflow store and no Optuna storage under {C.runs_dir(cfg)} "
+            f"nothing to show: no MLflow store and no Optuna storage under {runs_dir(cfg)} "
             "yet; run `droplab study EXP.yaml` (or train) first, or name the stores with "
             "tracking.uri=... study.storage=..."
         )
@@ -127,32 +147,32 @@ def plan(cfg: Config, host: str, port: int, dashboard_port: int) -> list[Service
 
 def mlflow_service(cfg: Config, host: str, port: int) -> Service | None:
     """``mlflow server`` on the tracking store, or just the URL of a tracking server."""
-    uri = C.tracking_uri(cfg)
+    uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
-        return Service(MLFLOW, uri.rstrip("/") + "/", C.mask_secrets(uri))
+        return Service(MLFLOW, uri.rstrip("/") + "/", mask_secrets(uri))
     if _missing(uri):
         print(f"droplab: no MLflow store at {uri} yet; MLflow UI not started", file=sys.stderr)
         return None
-    root = C.artifact_root(cfg)
+    root = artifact_root(cfg)
     argv = (
         *(sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)),
         *("--default-artifact-root", root, "--artifacts-destination", root, "--workers", "1"),
     )
     env = {"MLFLOW_BACKEND_STORE_URI": uri, **_MLFLOW_ENV}
     url = base_url(host, port)
-    return Service(MLFLOW, url, C.mask_secrets(uri), argv, env, probe=url + "health")
+    return Service(MLFLOW, url, mask_secrets(uri), argv, env, probe=url + "health")
 
 
 def dashboard_service(cfg: Config, host: str, port: int) -> Service | None:
     """optuna-dashboard on the study storage (RDB or journal file) through the Python API."""
-    url = C.study_storage(cfg)
+    url = study_storage(cfg)
     if _missing(url):
         print(f"droplab: no Optuna storage at {url} yet; dashboard not started", file=sys.stderr)
         return None
     argv = (sys.executable, "-m", "droplab.ui", host, str(port))
     web = base_url(host, port)
     return Service(
-        DASHBOARD, web, C.mask_secrets(url), argv, {STORAGE_ENV: url}, probe=web + "api/studies"
+        DASHBOARD, web, mask_secrets(url), argv, {STORAGE_ENV: url}, probe=web + "api/studies"
     )
 
 
@@ -265,7 +285,7 @@ def answers(url: str, timeout: float = 2.0) -> bool:
 
 def _died(child: Child) -> str:
     tail = child.log.read_text(errors="replace").strip().splitlines()[-15:]
-    text = "\n  ".join(C.mask_secrets(line) for line in tail)
+    text = "\n  ".join(mask_secrets(line) for line in tail)
     return f"{child.service.name} exited with code {child.proc.returncode}; {child.log}:\n  {text}"
 
 
@@ -273,7 +293,7 @@ def deep_links(cfg: Config, services: Sequence[Service]) -> dict[str, str]:
     """Each UI's URL, pointing at this experiment's runs and this study when they exist."""
     urls = {s.name: s.url for s in services}
     if MLFLOW in urls:
-        query = urllib.parse.urlencode({"experiment_name": C.experiment_name(cfg)})
+        query = urllib.parse.urlencode({"experiment_name": experiment_name(cfg)})
         found = _get_json(f"{urls[MLFLOW]}api/2.0/mlflow/experiments/get-by-name?{query}")
         if found:
             urls[MLFLOW] += (
@@ -281,10 +301,10 @@ def deep_links(cfg: Config, services: Sequence[Service]) -> dict[str, str]:
             )
     if DASHBOARD in urls:
         studies = (_get_json(f"{urls[DASHBOARD]}api/studies") or {}).get("study_summaries", [])
-        ids = [s["study_id"] for s in studies if s["study_name"] == C.study_name(cfg)]
+        ids = [s["study_id"] for s in studies if s["study_name"] == study_name(cfg)]
         if ids:
             urls[DASHBOARD] += f"dashboard/studies/{ids[0]}"
-    return {name: C.mask_secrets(url) for name, url in urls.items()}
+    return {name: mask_secrets(url) for name, url in urls.items()}
 
 
 def _get_json(url: str) -> Any:
@@ -366,7 +386,3 @@ def _dashboard_main(argv: Sequence[str]) -> None:
     server = make_server(host, port, app, server_class=ThreadingServer)
     print(f"optuna-dashboard listening on {base_url(host, port)}", flush=True)
     server.serve_forever()
-
-
-if __name__ == "__main__":
-    _dashboard_main(sys.argv[1:])

@@ -5,9 +5,9 @@ Nothing here knows about Lightning, Optuna or MLflow.
 
 from __future__ import annotations
 
-from droplab.data.loaders import DataError, Table, load_table, table_digest, table_from_frame
+from droplab.data.batches import Batches
+from droplab.data.sources import DataError, Table, load_table, table_digest, table_from_frame
 from droplab.data.splits import (
-    Batches,
     Dataset,
     dataset_from_table,
     fit_scaler,

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from droplab.data.loaders import DataError, Table, load_table
-
-if TYPE_CHECKING:
-    from droplab.config import DataConfig
+from droplab.config.schema import DataConfig
+from droplab.data.sources import DataError, Table, load_table
 
 SPLITS = ("stratified", "time", "none")
+
+
 _TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
@@ -222,44 +219,3 @@ def prepare(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> D
         DataError: Bad data or a split that cannot hold every class (one-line message).
     """
     return dataset_from_table(load_table(cfg, seed), cfg, seed, device)
-
-
-class Batches:
-    """Mini-batches sliced from a seeded permutation of in-memory tensors (no DataLoader).
-
-    The permutation generator is seeded once, so epoch ``k`` (the ``k``-th ``iter()``) uses the
-    ``k``-th permutation drawn from it: reproducible, different every epoch, and the global
-    torch RNG is never touched.
-    """
-
-    def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True
-    ) -> None:
-        if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.x = x
-        self.y = y
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self._generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # Drawn here, not lazily inside the generator, so calling iter() is what starts an epoch.
-        if not self.shuffle:
-            return self._slices(None)
-        order = torch.randperm(len(self.x), generator=self._generator).to(self.x.device)
-        return self._slices(order)
-
-    def _slices(self, order: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.x), self.batch_size):
-            stop = start + self.batch_size
-            if order is None:
-                yield self.x[start:stop], self.y[start:stop]
-            else:
-                idx = order[start:stop]
-                yield self.x[idx], self.y[idx]

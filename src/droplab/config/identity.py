@@ -1,0 +1,92 @@
+"""A config as plain data: nested dicts, flat dotted params, its hash, secrets masked."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any
+
+from droplab.config.schema import FREE_MAPS, Config
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain nested dicts and lists (tuples become lists), YAML/JSON ready."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else _plain(value)
+    return out
+
+
+def public_dict(cfg: Config) -> dict[str, Any]:
+    """:func:`to_dict` with passwords in URLs masked: safe to log, print or store."""
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        return mask_secrets(value) if isinstance(value, str) else value
+
+    return dict(mask(to_dict(cfg)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"model.width": 256, ...}``; free-form maps become JSON strings."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted not in FREE_MAPS:
+            out.update(flatten(value, f"{dotted}."))
+        elif isinstance(value, dict | list):
+            out[dotted] = json.dumps(value, sort_keys=True)
+        else:
+            out[dotted] = value
+    return out
+
+
+# Only these sections change what a training run computes; names, paths, tracking and the
+# study/compare settings do not, so they stay out of an experiment's identity.
+_IDENTITY_SECTIONS = ("seed", "data", "model", "train")
+
+
+_EXECUTION_KEYS = {
+    "train.device",
+    "train.threads",
+    "train.eval_batch_size",
+    "train.max_seconds",
+    "train.predict",
+}
+
+
+def config_hash(cfg: Config) -> str:
+    """A short hash of what determines a run's numbers: asking twice for it runs once."""
+    flat = flatten(to_dict(cfg))
+    keep = {k: v for k, v in flat.items() if k.split(".")[0] in _IDENTITY_SECTIONS}
+    for key in _EXECUTION_KEYS:
+        keep.pop(key, None)
+    blob = json.dumps(keep, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)([^@\s]+)(?=@)")
+
+
+def mask_secrets(text: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return _PASSWORD.sub(r"\1***", text)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its type when empty), secrets masked: what a
+    one-line refusal quotes."""
+    text = str(exc).strip()
+    return mask_secrets(text.splitlines()[0] if text else type(exc).__name__)[:limit]

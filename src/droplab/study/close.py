@@ -1,0 +1,153 @@
+"""Closing a study invocation: the parent run's summary, config, best model and report."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from droplab import metrics, tags
+from droplab.config.identity import mask_secrets, public_dict
+from droplab.config.load import with_overrides
+from droplab.config.schema import Config
+from droplab.study.trials import best_trials, top_trials
+from droplab.tracking.runs import failure_reason, log_activations
+from droplab.tracking.store import MlflowTracker, Tracker
+
+
+class StudyFailed(RuntimeError):
+    """Every trial this invocation started failed; the message names the first reason."""
+
+
+@dataclass
+class StudyOutcome:
+    """What one ``droplab study`` invocation did and where the results are."""
+
+    name: str
+    storage: str
+    parent_run_id: str | None
+    started: int
+    failed_now: list[str]
+    counts: dict[str, int]
+    top: list[dict[str, Any]]
+    seconds: float
+    report: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def summarize_study(
+    cfg: Config,
+    study: optuna.Study,
+    tracker: Tracker,
+    parent_id: str | None,
+    url: str,
+    new: list[FrozenTrial],
+    seconds: float,
+) -> StudyOutcome:
+    """Write the study summary to its parent run and close it; returns the closing table."""
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in new if t.state == TrialState.FAIL]
+    outcome = StudyOutcome(
+        name=study.study_name,
+        storage=mask_secrets(url),
+        parent_run_id=parent_id,
+        started=len(new),
+        counts=_counts(trials),
+        top=top_trials(study, cfg),
+        seconds=seconds,
+        failed_now=[
+            f"trial {t.number}: {t.user_attrs.get(tags.FAIL_REASON, '?')}" for t in failed
+        ],
+    )
+    if new and len(failed) == len(new):
+        if parent_id is not None:
+            tracker.end(parent_id, tags.FAILED, tags.FAIL, outcome.failed_now[0])
+        raise StudyFailed(f"all {len(new)} trials failed; first: {outcome.failed_now[0]}")
+    if parent_id is None:
+        return outcome
+    _log_summary(cfg, study, tracker, parent_id, outcome)
+    outcome.report = _log_report(cfg, outcome)
+    tracker.end(parent_id, tags.FINISHED, tags.COMPLETE)
+    return outcome
+
+
+def _counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    counts = {
+        s.name: 0
+        for s in (
+            TrialState.COMPLETE,
+            TrialState.PRUNED,
+            TrialState.FAIL,
+            TrialState.RUNNING,
+            TrialState.WAITING,
+        )
+    }
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def _log_summary(
+    cfg: Config,
+    study: optuna.Study,
+    tracker: Tracker,
+    parent_id: str,
+    outcome: StudyOutcome,
+) -> None:
+    values = {metrics.study_count(state): float(n) for state, n in outcome.counts.items()}
+    best = best_trials(study)
+    if best:
+        for objective, value in zip(cfg.study.objectives, best[0].values, strict=True):
+            values[metrics.study_best(objective)] = value
+        labels = {f"best.{k}": str(v) for k, v in best[0].params.items()}
+        labels["best.trial_number"] = str(best[0].number)
+        tracker.set_tags(parent_id, labels)
+    tracker.log_metrics(parent_id, values)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        resolved = public_dict(cfg)
+        path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        tracker.log_artifact(parent_id, path)
+    if best and best[0].user_attrs.get(tags.MODEL):
+        _log_best_model(cfg, tracker, parent_id, best[0])
+
+
+def _log_best_model(
+    cfg: Config, tracker: Tracker, parent_id: str, trial: FrozenTrial
+) -> None:
+    """Rebuild the best trial's network from its saved weights and log it on the parent,
+    with its activations picture on the trial's own run (trials skip it: 0.2 s each)."""
+    if not isinstance(tracker, MlflowTracker):
+        return
+    from droplab.data import prepare
+    from droplab.training import build_model
+
+    trial_cfg = with_overrides(cfg, dict(trial.params))
+    data = prepare(trial_cfg.data, trial_cfg.seed)
+    model = build_model(trial_cfg, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = tracker.client.download_artifacts(
+            trial.user_attrs[tags.RUN_ID], tags.MODEL_FILE, tmp
+        )
+        model.load_state_dict(torch.load(local, weights_only=True))
+    if cfg.tracking.activations:
+        run_id = trial.user_attrs[tags.RUN_ID]
+        log_activations(tracker, run_id, model, data.x_val, trial_cfg.seed)
+    tracker.log_model(parent_id, model, data.x_val[:5])
+
+
+def _log_report(cfg: Config, outcome: StudyOutcome) -> Path | None:
+    """The report (its own module logs the files to the parent run)."""
+    try:
+        from droplab.report import write_report
+
+        return write_report(cfg).html
+    except Exception as exc:  # a report problem must not lose a finished study
+        outcome.notes.append(f"report not written: {failure_reason(exc)}")
+        return None

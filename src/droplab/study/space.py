@@ -1,0 +1,128 @@
+"""Search space, samplers and pruners, built from config by code you can grep.
+
+``suggest(trial, space)`` is a pure function of the trial and the ``study.space`` mapping: it
+returns dotted config overrides, so a suggested value is just one more override.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import optuna
+
+from droplab import metrics
+from droplab.config.schema import Config, ConfigError
+
+
+def suggest(trial: optuna.trial.BaseTrial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one value per key of ``space`` from ``trial``; returns ``{dotted_key: value}``."""
+    out: dict[str, Any] = {}
+    for key, spec in space.items():
+        kind = spec["type"]
+        if kind == "fixed":
+            out[key] = spec["value"]
+        elif kind == "categorical":
+            out[key] = trial.suggest_categorical(key, spec["choices"])
+        elif kind == "int":
+            step = int(spec.get("step") or 1)
+            out[key] = trial.suggest_int(
+                key, spec["low"], spec["high"], step=step, log=bool(spec.get("log", False))
+            )
+        else:
+            out[key] = trial.suggest_float(
+                key,
+                spec["low"],
+                spec["high"],
+                step=spec.get("step"),
+                log=bool(spec.get("log", False)),
+            )
+    return out
+
+
+def fingerprint(cfg: Config) -> str:
+    """What a study's stored trials depend on: the space and the objectives (JSON, sorted)."""
+    return json.dumps(
+        {"space": cfg.study.space, "objectives": list(cfg.study.objectives)}, sort_keys=True
+    )
+
+
+def directions(cfg: Config) -> list[optuna.study.StudyDirection]:
+    return [
+        optuna.study.StudyDirection[metrics.DIRECTIONS[o].upper()] for o in cfg.study.objectives
+    ]
+
+
+def grid(space: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """The grid sampler's values: categorical choices, or ranges with a ``step``."""
+    out: dict[str, list[Any]] = {}
+    for key, spec in space.items():
+        if spec["type"] == "categorical":
+            out[key] = list(spec["choices"])
+        elif spec["type"] in ("int", "float") and spec.get("step"):
+            values = np.arange(spec["low"], spec["high"] + spec["step"] / 2, spec["step"])
+            cast = int if spec["type"] == "int" else float
+            out[key] = [cast(round(v, 10)) for v in values]
+        elif spec["type"] != "fixed":
+            raise ConfigError(
+                f"study.space.{key} has no step or choices; the grid sampler needs a finite grid"
+            )
+    return out
+
+
+def sampler(cfg: Config, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The seeded sampler ``study.sampler`` names (seed: ``study.sampler_seed`` or ``seed``).
+
+    Worker processes offset the seed by their index, or they would all propose the same point.
+    """
+    s = optuna.samplers
+    base = cfg.study.sampler_seed if cfg.study.sampler_seed is not None else cfg.seed
+    seed = base + 7919 * worker
+    name = cfg.study.sampler
+    if name == "random":
+        return s.RandomSampler(seed=seed)
+    if name == "qmc":
+        return s.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+    if name == "grid":
+        return s.GridSampler(grid(cfg.study.space), seed=seed)
+    if name == "gp":
+        return s.GPSampler(seed=seed)
+    if name == "cmaes":
+        return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "nsga2":
+        return s.NSGAIISampler(seed=seed)
+    return s.TPESampler(seed=seed, multivariate=True)
+
+
+def pruner(cfg: Config) -> optuna.pruners.BasePruner:
+    """The pruner ``study.pruner`` names; one report per epoch is one unit of resource."""
+    p, st = optuna.pruners, cfg.study
+    if st.pruner == "median":
+        return p.MedianPruner(n_startup_trials=st.startup_trials, n_warmup_steps=st.warmup_epochs)
+    if st.pruner == "hyperband":
+        return p.HyperbandPruner(
+            min_resource=max(1, st.warmup_epochs), max_resource=cfg.train.epochs
+        )
+    if st.pruner == "successive_halving":
+        return p.SuccessiveHalvingPruner(min_resource=max(1, st.warmup_epochs))
+    return p.NopPruner()
+
+
+def baseline_params(cfg: Config) -> list[dict[str, Any]]:
+    """Dropout-0 controls at representative widths: ``study.baseline_widths`` or the space's
+    low, geometric middle and high."""
+    space = cfg.study.space
+    if "model.dropout" not in space:
+        return []
+    widths = list(cfg.study.baseline_widths)
+    spec = space.get("model.width")
+    if not widths and spec is not None and spec["type"] == "int":
+        low, high = spec["low"], spec["high"]
+        widths = sorted({low, round((low * high) ** 0.5), high})
+    elif not widths and spec is not None and spec["type"] == "categorical":
+        widths = sorted(spec["choices"])
+    if not widths:
+        widths = [cfg.model.width]
+    rows = [{"model.dropout": 0.0, "model.width": w} for w in widths]
+    return [{k: v for k, v in row.items() if k in space} for row in rows]

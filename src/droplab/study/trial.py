@@ -1,0 +1,174 @@
+"""One trial: suggest its overrides, train it inside its MLflow child run, tell Optuna."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from droplab import metrics, tags
+from droplab.config.load import with_overrides
+from droplab.config.schema import Config, ConfigError
+from droplab.data.splits import Dataset
+from droplab.fit.trainer import EpochHook, TrialStopped
+from droplab.progress import progress_bar
+from droplab.study import space
+from droplab.study.close import StudyFailed
+from droplab.study.trials import trial_name
+from droplab.tracking.connect import check_server
+from droplab.tracking.runs import TrackedFit, failure_reason, run_fit
+from droplab.tracking.store import MlflowTracker, Tracker
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs to run trials of one study."""
+
+    cfg: Config
+    url: str
+    parent_id: str | None
+    max_attempts: int
+    progress: bool = False
+
+
+def run_trial(
+    w: WorkerSpec,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: Tracker,
+    data: Dataset,
+) -> TrialState:
+    """Train one trial inside its MLflow child run and tell Optuna how it ended."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    overrides = space.suggest(trial, w.cfg.study.space)
+    cfg = with_overrides(w.cfg, overrides)
+    touches_data = any(k.startswith("data.") or k == "seed" for k in overrides)
+    hooks = [_pruning_hook(cfg, trial)] if _prunes(cfg) else []
+    if w.progress:
+        hooks.append(progress_bar(cfg.train.epochs, f"trial {trial.number}"))
+    labels = {tags.STUDY_NAME_TAG: study.study_name, tags.TRIAL_NUMBER_TAG: str(trial.number)}
+    try:
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            tracked = run_fit(
+                cfg,
+                tracker,
+                kind="trial",
+                name=trial_name(trial.number, overrides),
+                parent_id=w.parent_id,
+                tags=labels,
+                hooks=hooks,
+                data=None if touches_data else data,
+                activations=False,  # drawn for the best trial only, when the study closes
+                on_start=lambda run_id: trial.set_user_attr(tags.RUN_ID, run_id),
+            )
+    except TrialStopped:
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    except BaseException as exc:
+        trial.set_user_attr(tags.FAIL_REASON, failure_reason(exc))
+        study.tell(trial, state=TrialState.FAIL)
+        if not isinstance(exc, Exception):
+            raise  # interrupts stop the study; the trial is FAIL and its run FAILED
+        lost = _tracking_lost(tracker)
+        if lost is not None:  # every next trial would fail the same way: stop here
+            raise StudyFailed(
+                f"{lost} (lost during trial {trial.number}, now FAIL); finished trials are "
+                "kept: run the same command again once the tracking server answers"
+            ) from None
+        return TrialState.FAIL
+    return _tell_complete(cfg, study, trial, tracker, tracked)
+
+
+def _tracking_lost(tracker: Tracker) -> str | None:
+    """Why the tracking server no longer answers (None: it does, or there is none)."""
+    uri = tracker.uri if isinstance(tracker, MlflowTracker) else ""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        check_server(uri)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _tell_complete(
+    cfg: Config,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: Tracker,
+    tracked: TrackedFit,
+) -> TrialState:
+    summary = tracked.result.summary
+    values = [summary.get(o, math.nan) for o in cfg.study.objectives]
+    trial.set_user_attr(tags.SUMMARY, summary)
+    bad = [o for o, v in zip(cfg.study.objectives, values, strict=True) if not math.isfinite(v)]
+    if bad:
+        reason = f"objective {bad[0]} is {values[cfg.study.objectives.index(bad[0])]}"
+        trial.set_user_attr(tags.FAIL_REASON, reason)
+        tracker.end(tracked.run_id, tags.FAILED, tags.FAIL, reason)
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    if _worth_keeping(study, values):
+        _save_model(tracker, tracked)
+        trial.set_user_attr(tags.MODEL, tags.MODEL_FILE)
+    study.tell(trial, values)
+    return TrialState.COMPLETE
+
+
+def _worth_keeping(study: optuna.Study, values: list[float]) -> bool:
+    """Keep the model of a new best trial (single objective) or of every trial (Pareto)."""
+    if len(values) > 1:
+        return True
+    try:
+        best = study.best_value
+    except ValueError:  # no complete trial yet
+        return True
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return values[0] > best if maximize else values[0] < best
+
+
+def _save_model(tracker: Tracker, tracked: TrackedFit) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / tags.MODEL_FILE
+        torch.save(tracked.result.best_state, path)  # the weights the objective scored
+        tracker.log_artifact(tracked.run_id, path)
+
+
+def _prunes(cfg: Config) -> bool:
+    return cfg.study.pruner != "none" and len(cfg.study.objectives) == 1
+
+
+def _pruning_hook(cfg: Config, trial: optuna.Trial) -> EpochHook:
+    """Report the objective's per-epoch value once per epoch; stop when the pruner says so."""
+    objective = cfg.study.objectives[0]
+    source, running_best = metrics.EPOCH_SOURCE[objective]
+    best: list[float] = []
+
+    def report(epoch: int, values: Mapping[str, float]) -> None:
+        value = values[source]
+        if running_best and best and not metrics.is_better(source, value, best[-1]):
+            value = best[-1]
+        best.append(value)
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise TrialStopped(f"pruned at epoch {epoch} ({source}={values[source]:.4f})")
+
+    return report
+
+
+def run_closer(tracker: Tracker) -> Callable[[FrozenTrial, str], None]:
+    """What ``storage.recover_stale`` calls for a trial it failed: close its MLflow run FAILED."""
+
+    def close(trial: FrozenTrial, reason: str) -> None:
+        run_id = trial.user_attrs.get(tags.RUN_ID)
+        if run_id:
+            tracker.end(str(run_id), tags.FAILED, tags.FAIL, reason)
+
+    return close

@@ -1,0 +1,108 @@
+"""The worker loop (take a slot under the lock, run the trial) and ``study.workers`` processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from typing import Any
+
+import optuna
+
+from droplab import interrupts
+from droplab.config.identity import to_dict
+from droplab.config.load import from_dict
+from droplab.config.paths import study_name
+from droplab.data.splits import Dataset, prepare
+from droplab.fit.trainer import thread_count
+from droplab.study import space, storage
+from droplab.study.trial import WorkerSpec, run_closer, run_trial
+from droplab.tracking.connect import make_tracker
+from droplab.tracking.store import Tracker
+
+
+def work(w: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset) -> None:
+    """The worker loop: take a slot under the lock, run the trial, until n_trials are taken."""
+    bar = _trial_bar(w.max_attempts) if w.progress else None
+    for _ in range(w.max_attempts):
+        with storage.slot_lock(study._storage, w.url, study.study_name, w.cfg):
+            storage.recover_stale(study, run_closer(tracker))
+            if storage.slots_taken(study) >= w.cfg.study.n_trials:
+                break
+            trial = study.ask()
+            storage.claim(trial)
+        state = run_trial(w, study, trial, tracker, data)
+        if bar is not None:
+            bar.set_postfix_str(f"trial {trial.number} {state.name}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
+def _trial_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="trials", unit="trial")
+
+
+def run_processes(w: WorkerSpec, study: optuna.Study, progress: bool) -> None:
+    """``study.workers`` processes on this machine, each with cores / workers torch threads."""
+    threads = thread_count(w.cfg)
+    ctx = multiprocessing.get_context("spawn")
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each child's torch at import
+    args = (to_dict(w.cfg), w.url, w.parent_id, w.max_attempts)
+    procs = [
+        ctx.Process(target=_worker_main, args=(*args, i + 1)) for i in range(w.cfg.study.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    _restore_env("OMP_NUM_THREADS", previous)
+    try:
+        _wait(procs, study, w.max_attempts if progress else 0)
+    except BaseException:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: each worker fails its trial and closes its run
+        for proc in procs:
+            proc.join()
+        raise
+    codes = [p.exitcode for p in procs]
+    if any(code != 0 for code in codes):
+        raise RuntimeError(f"study workers exited with codes {codes}")
+
+
+def _wait(procs: list[Any], study: optuna.Study, total: int) -> None:
+    bar = _trial_bar(total) if total else None
+    done0 = storage.finished(study)
+    while any(p.is_alive() for p in procs):
+        time.sleep(1.0)
+        if bar is not None:
+            bar.n = storage.finished(study) - done0
+            bar.refresh()
+    if bar is not None:
+        bar.close()
+
+
+def _restore_env(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def _worker_main(
+    tree: dict[str, Any], url: str, parent_id: str | None, attempts: int, index: int
+) -> None:
+    """Entry of a spawned worker process: own storage connection, own MLflow client."""
+    interrupts.install()
+    cfg = from_dict(tree)
+    backend_heartbeat = None if storage.is_journal(url) else cfg.study.heartbeat_seconds
+    study = optuna.load_study(
+        study_name=study_name(cfg),
+        storage=storage.open_storage(url, backend_heartbeat),
+        sampler=space.sampler(cfg, worker=index),
+        pruner=space.pruner(cfg),
+    )
+    worker = WorkerSpec(cfg, url, parent_id, attempts)
+    work(worker, study, make_tracker(cfg), prepare(cfg.data, cfg.seed))

@@ -1,0 +1,63 @@
+"""Every persisted string droplab writes and reads back: MLflow tags, run kinds and states,
+Optuna user attributes, artifact names. Resuming a study or a comparison finds its runs by
+these, so each is spelled once, here (metric names live in :mod:`droplab.metrics`)."""
+
+
+# MLflow run status and droplab.state values (a trial's state mirrors Optuna's)
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+KILLED = "KILLED"
+COMPLETE = "COMPLETE"
+PRUNED = "PRUNED"
+FAIL = "FAIL"
+
+# Run kinds (the value of the KIND tag)
+KIND_TRAIN = "train"
+KIND_STUDY = "study"
+KIND_TRIAL = "trial"
+KIND_SEED = "seed"
+KIND_COMPARISON = "comparison"
+KIND_CELL = "cell"
+
+# Tags on every run that trained a model
+KIND = "droplab.kind"
+STATE = "droplab.state"
+REASON = "droplab.failure"  # why a run FAILED or was KILLED
+CONFIG_HASH = "droplab.config_hash"
+DATA_DIGEST = "droplab.data_digest"
+GIT_COMMIT = "droplab.git_commit"
+GIT_DIRTY = "droplab.git_dirty"
+PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag
+
+# Tags of studies and trials (Optuna's names where MLflow users expect them)
+STUDY_NAME_TAG = "optuna.study_name"
+TRIAL_NUMBER_TAG = "optuna.trial_number"
+STORAGE_TAG = "droplab.storage"
+BEST_PREFIX = "best."  # best.<param> tags on a study's parent run
+
+# Optuna study user attributes
+PARENT_RUN = "droplab.parent_run_id"
+SPACE = "droplab.space"
+OBJECTIVES = "droplab.objectives"
+BASELINES_QUEUED = "droplab.baselines_enqueued"
+
+# Optuna trial user attributes
+BASELINE = "droplab.baseline"  # a dropout-0 control (trial attribute and cell/seed run tag)
+SUMMARY = "droplab.summary"
+MODEL = "droplab.model_artifact"
+RUN_ID = "droplab.run_id"
+FAIL_REASON = "droplab.fail_reason"  # why a trial failed
+HOST = "droplab.host"  # which host and process run a trial,
+PID = "droplab.pid"  # so a later start can tell whether it died
+
+# Tags of comparisons, cells and seed runs
+COMPARISON_ID = "droplab.comparison_id"
+CELL_KEY = "droplab.cell_key"
+SEED = "droplab.seed"
+SEED_RUNS = "droplab.seed_runs"
+VECTORIZED = "droplab.vectorized"  # "true" on a seed run trained in a stack
+STACK_SIZE = "droplab.stack_size"  # how many members that stack trained together
+
+# Artifact file names
+MANIFEST = "manifest.json"
+MODEL_FILE = "model_state.pt"

@@ -1,0 +1,63 @@
+"""Before anything is written: probe a tracking server, check a local store's folder, open the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from droplab.config.identity import first_line, mask_secrets
+from droplab.config.paths import artifact_root, experiment_name, runs_dir, tracking_uri
+from droplab.config.schema import Config, ConfigError
+from droplab.locks import schema_lock
+from droplab.tracking.store import MlflowTracker, Tracker
+
+
+def make_tracker(cfg: Config) -> Tracker:
+    """The MLflow tracker for ``cfg`` (its SQLite store under ``paths.runs`` by default)."""
+    if not cfg.tracking.enabled:
+        return Tracker()
+    uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        _writable_dir(runs_dir(cfg))
+    # A tracking server stores artifacts itself (mlflow-artifacts:/): a local root would send
+    # each machine's files to its own disk, out of reach of the server and the other machines.
+    remote = uri.startswith(("http://", "https://"))
+    try:
+        # Processes started together on a fresh store take turns to create it: MLflow's
+        # schema migrations fail when several run at once.
+        with schema_lock(uri):
+            return MlflowTracker(
+                uri, experiment_name(cfg), None if remote else artifact_root(cfg)
+            )
+    except Exception as exc:  # bad URI scheme, driver missing, database refused...
+        raise ConfigError(
+            f"tracking.uri={mask_secrets(uri)} cannot be used: {first_line(exc)}"
+        ) from None
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".droplab-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"paths.runs={path} is not writable: {exc.strerror}") from None
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Refuse an HTTP tracking server that does not answer, before any training starts."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+            if reply.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(
+            f"tracking.uri={mask_secrets(uri)} is unreachable: {reason}"
+        ) from None
+    raise ConfigError(f"tracking.uri={mask_secrets(uri)} is not an MLflow server")

@@ -1,0 +1,315 @@
+"""The only door to MLflow: the :class:`Tracker` interface, its null base and the MLflow one.
+
+A :class:`Tracker` is the small interface the rest of droplab uses; the base class is the null
+implementation (training runs without MLflow in unit tests), :class:`MlflowTracker` writes
+through ``MlflowClient`` so that droplab, not MLflow's exit hooks, decides each run's state.
+Reads (find runs, metric histories, downloads) go through it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from droplab import metrics, tags
+from droplab.data.splits import Dataset
+from droplab.fit.model import MLP
+
+_DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|IntegrityError", re.I)
+
+
+class Tracker:
+    """Null tracker: every call is accepted and nothing is written.
+
+    ``start_time`` / ``end_time`` (seconds since the epoch) date a run that is logged after
+    its training ran (a member of a stacked fit); by default a run is dated when it is
+    started and ended.
+    """
+
+    def start(
+        self,
+        name: str,
+        kind: str,
+        tags: Mapping[str, str],
+        parent_id: str | None,
+        start_time: float | None = None,
+    ) -> str:
+        return uuid.uuid4().hex
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(
+        self, run_id: str, values: Mapping[str, float], step: int | None = None
+    ) -> None: ...
+
+    def log_epoch(self, run_id: str, values: Mapping[str, float], step: int) -> None:
+        """One epoch's metrics; the write may finish later, :meth:`flush` waits for it."""
+        self.log_metrics(run_id, values, step)
+
+    def flush(self) -> None:
+        """Wait for the epoch writes still under way; raise the first that failed."""
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None: ...
+
+    def log_dataset(self, run_id: str, data: Dataset) -> None: ...
+
+    def log_dict(self, run_id: str, content: dict[str, Any], filename: str) -> None: ...
+
+    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None: ...
+
+    def reopen(self, run_id: str) -> None: ...
+
+    def end(
+        self,
+        run_id: str,
+        status: str,
+        state: str,
+        reason: str | None = None,
+        end_time: float | None = None,
+    ) -> None: ...
+
+
+class MlflowTracker(Tracker):
+    """Writes to the MLflow store at ``uri`` under one experiment (created once, race-safe)."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
+        # MLflow prints "View run ... at: URL" on every run it ends through a server.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        self.experiment_id = self._experiment(experiment, artifact_location)
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._write_error: BaseException | None = None
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(name, artifact_location=artifact_location))
+        except MlflowException:  # another worker created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def start(
+        self,
+        name: str,
+        kind: str,
+        labels: Mapping[str, str],
+        parent_id: str | None,
+        start_time: float | None = None,
+    ) -> str:
+        all_tags = {tags.KIND: kind, **labels}
+        if parent_id is not None:
+            all_tags[tags.PARENT] = parent_id
+        run = self.client.create_run(
+            self.experiment_id, start_time=_ms(start_time), tags=all_tags, run_name=name
+        )
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow accepts 100 params per batch
+            self.client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
+
+    def log_metrics(
+        self, run_id: str, values: Mapping[str, float], step: int | None = None
+    ) -> None:
+        self.client.log_batch(run_id, metrics=_metrics(values, step or 0), synchronous=True)
+
+    def log_epoch(self, run_id: str, values: Mapping[str, float], step: int) -> None:
+        """Queue the epoch's ``log_batch`` on a writer thread: the fit goes on while the store
+        commits (half of the ~11 ms a write takes on SQLite is waiting for the disk). The
+        error of an earlier write is raised here, at the first epoch after it failed."""
+        self._raise_failed()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="droplab-mlflow")
+        self._pending.append(self._writer.submit(self._write, run_id, _metrics(values, step)))
+
+    def _write(self, run_id: str, batch: list[Any]) -> None:
+        if self._write_error is not None:  # the store failed: skip, do not retry every epoch
+            raise self._write_error
+        try:
+            self.client.log_batch(run_id, metrics=batch, synchronous=True)
+        except BaseException as exc:
+            self._write_error = exc
+            raise
+
+    def _raise_failed(self) -> None:
+        if self._write_error is not None:
+            self.flush()
+        self._pending = [f for f in self._pending if not f.done()]  # the rest went through
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        wait(pending)
+        # A failed write leaves its error here (and the writes after it skip): raise it once;
+        # the next run tries the store again.
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            raise error
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        self.client.log_batch(run_id, tags=batch, synchronous=True)
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def log_dict(self, run_id: str, content: dict[str, Any], filename: str) -> None:
+        self.client.log_dict(run_id, content, filename)
+
+    def log_dataset(self, run_id: str, data: Dataset) -> None:
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.numpy_dataset import from_numpy
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
+
+        # An explicit source: MLflow refuses a source string whose scheme it does not know
+        # (``sklearn:digits``, ``csv:/path``). The digest is ours (over the raw table).
+        source = CodeDatasetSource({"droplab.source": data.source})
+        x, y = data.x_train.cpu().numpy()[:0], data.y_train.cpu().numpy()[:0]
+        dataset = from_numpy(
+            x, targets=y, source=source, name=data.source, digest=data.digest[:32]
+        )
+        tag = InputTag(key="mlflow.data.context", value="training")
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), [tag])]
+        try:
+            self.client.log_inputs(run_id, datasets=inputs)
+        except MlflowException as exc:
+            # Workers logging one dataset at the same moment both insert it; the loser's retry
+            # finds it and only links it to its run.
+            if not _DUPLICATE.search(str(exc)):
+                raise
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None:
+        import mlflow
+        import mlflow.pytorch
+        from mlflow.models import infer_signature
+
+        model = model.cpu().eval()
+        with torch.no_grad():
+            logits = model(example).numpy()
+        signature = infer_signature(example.numpy(), logits)
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=run_id):
+            # Naming the requirement skips MLflow's slow inference of the environment.
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=example.numpy(),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+        # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
+        self.client.update_run(run_id, status="RUNNING")
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def end(
+        self,
+        run_id: str,
+        status: str,
+        state: str,
+        reason: str | None = None,
+        end_time: float | None = None,
+    ) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - ending a run on a failure path: that error wins
+            pass
+        labels = {tags.STATE: state}
+        if reason:
+            labels[tags.REASON] = reason
+        self.set_tags(run_id, labels)
+        self.client.set_terminated(run_id, status=status, end_time=_ms(end_time))
+
+
+def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items()]
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def find_runs(
+    tracker: Tracker, tags: Mapping[str, str], status: str | None = None
+) -> list[Any]:
+    """Runs of the tracker's experiment with all ``tags`` (and ``status``), oldest first."""
+    if not isinstance(tracker, MlflowTracker):
+        return []
+    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+    if status is not None:
+        clauses.append(f"attributes.status = '{status}'")
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = tracker.client.search_runs(
+            [tracker.experiment_id],
+            filter_string=" and ".join(clauses),
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def metric_history(client: Any, run_id: str, key: str) -> dict[int, list[float]]:
+    """Every value logged for ``key``, by step, in the order it was logged."""
+    by_step: dict[int, list[float]] = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+        by_step.setdefault(int(m.step), []).append(float(m.value))
+    return by_step
+
+
+def last_values(by_step: Mapping[int, Sequence[float]]) -> list[float]:
+    """The latest value of each step, steps in order (what the MLflow UI plots)."""
+    return [by_step[step][-1] for step in sorted(by_step)]
+
+
+def finished_by_hash(tracker: Tracker, kind: str) -> dict[str, Any]:
+    """The oldest FINISHED run of ``kind`` for each config hash (the resume index)."""
+    out: dict[str, Any] = {}
+    for run in find_runs(tracker, {tags.KIND: kind}, status=tags.FINISHED):
+        out.setdefault(run.data.tags.get(tags.CONFIG_HASH, ""), run)
+    return out
+
+
+def logged_summary(tracker: Tracker, run: Any) -> tuple[dict[str, float], list[float]]:
+    """A logged run's summary metrics and its per-epoch ``gap/loss``."""
+    assert isinstance(tracker, MlflowTracker)  # runs only come from a real store
+    history = metric_history(tracker.client, run.info.run_id, metrics.GAP_LOSS)
+    summary = {k: v for k, v in run.data.metrics.items() if k in metrics.SUMMARY_KEYS}
+    return summary, last_values(history)

@@ -1,0 +1,31 @@
+"""``droplab train``: one fit in one MLflow run of kind ``train``."""
+
+from __future__ import annotations
+
+from droplab.config.schema import Config, ConfigError
+from droplab.data.splits import prepare
+from droplab.progress import progress_bar
+from droplab.tracking.connect import make_tracker
+from droplab.tracking.runs import TrackedFit, run_fit
+
+
+def train(cfg: Config, progress: bool = False) -> TrackedFit:
+    """``droplab train``: one run of kind ``train`` in the experiment's MLflow store."""
+    data = prepare(cfg.data, cfg.seed)  # bad data stops here, before any store is created
+    for row in cfg.train.predict:
+        if len(row) != data.n_features:
+            raise ConfigError(
+                f"train.predict row {list(row)} has {len(row)} values; the data has "
+                f"{data.n_features} features ({', '.join(data.feature_names[:5])}...)"
+            )
+    tracker = make_tracker(cfg)
+    hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
+    return run_fit(
+        cfg,
+        tracker,
+        kind="train",
+        name=f"train-{cfg.name}",
+        data=data,
+        hooks=hooks,
+        log_model=cfg.tracking.log_model,
+    )
