@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from droplab.config import Config
 from droplab.data import Dataset
-from droplab.model import MLP
+from droplab.fit.model import MLP
 
 SPLITS = ("train", "val")
 

@@ -28,7 +28,7 @@ from plain_loop import plain_fit
 
 from droplab.config import Config, load_config
 from droplab.data import Dataset, prepare
-from droplab.training import fit, thread_count
+from droplab.fit.trainer import fit, thread_count
 
 FLOOR_TARGET = 1.10
 SPEEDUP_TARGET = 3.0

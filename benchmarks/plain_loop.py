@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from droplab.config import Config, load_config
 from droplab.data import Dataset, prepare
-from droplab.model import MLP
-from droplab.scoring import binary_scores
+from droplab.fit.model import MLP
+from droplab.fit.scoring import binary_scores
 
 
 def evaluate(

@@ -22,8 +22,8 @@ import common
 
 from droplab.config import Config, load_config
 from droplab.data import Dataset, prepare
-from droplab.training import fit
-from droplab.vectorized import fit_members
+from droplab.fit.stack.members import fit_members
+from droplab.fit.trainer import fit
 
 TARGET = 3.0
 

@@ -23,7 +23,7 @@ from typing import Any
 import common
 import optuna
 
-from droplab.storage import open_storage
+from droplab.study.storage import open_storage
 
 TARGET = 1.6
 EXPERIMENT = "experiments/fraud_dropout_width.yaml"

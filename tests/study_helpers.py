@@ -16,9 +16,10 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from droplab import tracking
+from droplab import tags
 from droplab.config import Config, study_name, study_storage, tracking_uri
-from droplab.storage import RUN_ID, open_storage
+from droplab.study.storage import open_storage
+from droplab.tags import RUN_ID
 
 from .conftest import tiny_config
 
@@ -51,7 +52,7 @@ def mlflow_runs(cfg: Config) -> tuple[MlflowClient, list[Run]]:
 
 
 def by_kind(runs: list[Run], kind: str) -> list[Run]:
-    return [r for r in runs if r.data.tags.get(tracking.KIND) == kind]
+    return [r for r in runs if r.data.tags.get(tags.KIND) == kind]
 
 
 def trial_runs(cfg: Config) -> dict[int, Run]:

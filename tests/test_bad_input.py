@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from droplab.cli import main
+from droplab.cli.main import main
 from droplab.config import ConfigError, load_config
 
 from .conftest import TINY

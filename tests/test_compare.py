@@ -10,21 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from droplab import metrics as M
-from droplab import tracking
-from droplab.compare import (
-    SEED,
-    STACK_SIZE,
-    VECTORIZED,
-    ComparisonFailed,
-    ComparisonOutcome,
-    members,
-    plan,
-    run_comparison,
-)
-from droplab.compare_report import write_comparison_report
+from droplab import metrics, tags
+from droplab.compare.plan import members, plan
+from droplab.compare.report import write_comparison_report
+from droplab.compare.results import ComparisonFailed, ComparisonOutcome
+from droplab.compare.run import run_comparison
 from droplab.config import Config, ConfigError, config_hash, tracking_uri
 from droplab.replay import replay
+from droplab.tags import SEED, STACK_SIZE, VECTORIZED
 
 from .conftest import tiny_config
 from .study_helpers import by_kind, mlflow_runs
@@ -109,16 +102,16 @@ def test_grid_builds_the_run_tree_and_the_table_equals_the_seed_runs(tmp_path: P
     # one parent, one child per cell, one grandchild per (cell, seed)
     assert (len(parents), len(cells), len(seeds)) == (1, 6, 12)
     parent_id = parents[0].info.run_id
-    assert all(c.data.tags[tracking.PARENT] == parent_id for c in cells)
+    assert all(c.data.tags[tags.PARENT] == parent_id for c in cells)
     cell_of = {c.info.run_id: c.info.run_name for c in cells}
-    assert all(s.data.tags[tracking.PARENT] in cell_of for s in seeds)
+    assert all(s.data.tags[tags.PARENT] in cell_of for s in seeds)
     # runs are named for what they are, and every one is closed FINISHED
     assert set(cell_of.values()) == {f"cell {c.label}" for c in outcome.cells}
     assert {s.info.run_name for s in seeds} == {"seed-0", "seed-1"}
     assert {r.info.status for r in runs} == {"FINISHED"}
     # each seed run has its per-epoch curve and its manifest
     first = seeds[0].info.run_id
-    assert len(client.get_metric_history(first, M.GAP_LOSS)) == 2
+    assert len(client.get_metric_history(first, metrics.GAP_LOSS)) == 2
     assert "manifest.json" in {a.path for a in client.list_artifacts(first)}
     # the comparison wrote its report
     assert outcome.report is not None
@@ -143,19 +136,21 @@ def _table_matches_seed_runs(seeds_csv: Path, table_csv: Path, runs: list) -> No
     per_seed = pd.read_csv(seeds_csv)
     # every seed row is exactly what its MLflow run logged
     for row in per_seed.to_dict("records"):
-        for key in M.SUMMARY_KEYS:
+        for key in metrics.SUMMARY_KEYS:
             assert row[key] == by_run[row["run_id"]][key]
     table = pd.read_csv(table_csv).set_index("cell")
     for cell, group in per_seed.groupby("cell"):
         # a cell's mean is the mean of its seed runs
-        assert table.loc[cell, M.FINAL_GAP_LOSS] == pytest.approx(group[M.FINAL_GAP_LOSS].mean())
+        assert table.loc[cell, metrics.FINAL_GAP_LOSS] == pytest.approx(
+            group[metrics.FINAL_GAP_LOSS].mean()
+        )
     treated = table[table["baseline"].notna()]
     for cell, row in treated.iterrows():
-        gaps = per_seed[per_seed["cell"] == cell][M.FINAL_GAP_LOSS].to_numpy()
-        base = per_seed[per_seed["cell"] == row["baseline"]][M.FINAL_GAP_LOSS].to_numpy()
+        gaps = per_seed[per_seed["cell"] == cell][metrics.FINAL_GAP_LOSS].to_numpy()
+        base = per_seed[per_seed["cell"] == row["baseline"]][metrics.FINAL_GAP_LOSS].to_numpy()
         # the reduction is 1 - mean gap / mean baseline gap, paired over the same seeds
-        expected = M.reduction(float(np.mean(gaps)), float(np.mean(base)))
-        assert row[f"{M.FINAL_GAP_LOSS} reduction"] == pytest.approx(expected, nan_ok=True)
+        expected = metrics.reduction(float(np.mean(gaps)), float(np.mean(base)))
+        assert row[f"{metrics.FINAL_GAP_LOSS} reduction"] == pytest.approx(expected, nan_ok=True)
 
 
 @pytest.mark.slow
@@ -224,7 +219,7 @@ def test_diverged_seeds_are_left_out_and_all_failing_is_an_error(tmp_path: Path)
     failed_cells = [r for r in by_kind(runs, "cell") if r.info.status == "FAILED"]
     # cells with no finished seed are closed FAILED with the reason
     assert len(failed_cells) == 2
-    assert {r.data.tags[tracking.REASON] for r in failed_cells} == {"no seed run finished"}
+    assert {r.data.tags[tags.REASON] for r in failed_cells} == {"no seed run finished"}
     doomed = compare_config(
         tmp_path / "some", "name=doomed", "compare.grid={train.lr: [1e12]}", "train.optimizer=sgd"
     )
@@ -243,9 +238,9 @@ def _tree(runs: list) -> list[tuple[str, str, str, str]]:
     names = {r.info.run_id: r.info.run_name for r in runs}
     return sorted(
         (
-            r.data.tags[tracking.KIND],
+            r.data.tags[tags.KIND],
             r.info.run_name,
-            names.get(r.data.tags.get(tracking.PARENT, ""), ""),
+            names.get(r.data.tags.get(tags.PARENT, ""), ""),
             r.info.status,
         )
         for r in runs
@@ -258,10 +253,10 @@ def _seed_numbers(cfg: Config) -> dict[tuple[str, str], dict[str, list[float]]]:
     cells = {r.info.run_id: r.info.run_name for r in by_kind(runs, "cell")}
     out = {}
     for r in by_kind(runs, "seed"):
-        key = (cells[r.data.tags[tracking.PARENT]], r.data.tags[SEED])
+        key = (cells[r.data.tags[tags.PARENT]], r.data.tags[SEED])
         curves = {k: [m.value for m in client.get_metric_history(r.info.run_id, k)]
-                  for k in M.EPOCH_KEYS}  # fmt: skip
-        out[key] = {**curves, **{k: [r.data.metrics[k]] for k in M.SUMMARY_KEYS}}
+                  for k in metrics.EPOCH_KEYS}  # fmt: skip
+        out[key] = {**curves, **{k: [r.data.metrics[k]] for k in metrics.SUMMARY_KEYS}}
     return out
 
 
@@ -323,9 +318,9 @@ def test_a_failing_member_fails_its_seed_run_alone(tmp_path: Path) -> None:
     seeds = by_kind(runs, "seed")
     assert sorted(r.info.status for r in seeds) == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
     bad = next(r for r in seeds if r.info.status == "FAILED")
-    assert bad.data.tags[tracking.REASON] == "RuntimeError: boom"
+    assert bad.data.tags[tags.REASON] == "RuntimeError: boom"
     # it logged the one epoch it completed before its hook raised, as a failed fit does
-    assert len(client.get_metric_history(bad.info.run_id, M.GAP_LOSS)) == 1
+    assert len(client.get_metric_history(bad.info.run_id, metrics.GAP_LOSS)) == 1
 
 
 @pytest.mark.slow

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from droplab import config as C
-from droplab.config import ConfigError, load_config
+from droplab.config import (
+    ConfigError,
+    config_hash,
+    flatten,
+    load_config,
+    mask_secrets,
+    study_storage,
+    to_dict,
+    tracking_uri,
+)
 
 
 def test_defaults_experiment_and_overrides_stack(tmp_path: Path) -> None:
@@ -88,28 +96,28 @@ def test_yaml_cannot_name_code(tmp_path: Path) -> None:
 
 
 def test_hash_ignores_execution_details_but_not_science() -> None:
-    base = C.config_hash(load_config())
+    base = config_hash(load_config())
     # threads, names and paths do not change what a run computes
-    assert C.config_hash(load_config(None, ["train.threads=3", "name=x", "paths.runs=/y"])) == base
+    assert config_hash(load_config(None, ["train.threads=3", "name=x", "paths.runs=/y"])) == base
     # dropout and seed do
-    assert C.config_hash(load_config(None, ["model.dropout=0.5"])) != base
-    assert C.config_hash(load_config(None, ["seed=1"])) != base
+    assert config_hash(load_config(None, ["model.dropout=0.5"])) != base
+    assert config_hash(load_config(None, ["seed=1"])) != base
 
 
 def test_flatten_and_default_locations(tmp_path: Path) -> None:
     cfg = load_config(None, [f"paths.runs={tmp_path}"])
-    flat = C.flatten(C.to_dict(cfg))
+    flat = flatten(to_dict(cfg))
     # params are dotted keys covering every section
     assert flat["model.width"] == 256 and flat["train.lr"] == 0.001 and "study.space" in flat
     # local state lives under paths.runs
-    assert C.tracking_uri(cfg) == f"sqlite:///{tmp_path}/mlflow.db"
-    assert C.study_storage(cfg) == f"sqlite:///{tmp_path}/optuna.db"
+    assert tracking_uri(cfg) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert study_storage(cfg) == f"sqlite:///{tmp_path}/optuna.db"
     # several workers default to a journal file (SQLite cannot take several writers)
     multi = load_config(None, [f"paths.runs={tmp_path}", "study.workers=2"])
-    assert C.study_storage(multi) == f"{tmp_path}/optuna.journal"
+    assert study_storage(multi) == f"{tmp_path}/optuna.journal"
 
 
 def test_secrets_are_masked() -> None:
     # a password in a URL never reaches a log line
-    assert C.mask_secrets("postgresql://u:hunter2@db:5432/x") == "postgresql://u:***@db:5432/x"
-    assert C.mask_secrets("sqlite:///runs/optuna.db") == "sqlite:///runs/optuna.db"
+    assert mask_secrets("postgresql://u:hunter2@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert mask_secrets("sqlite:///runs/optuna.db") == "sqlite:///runs/optuna.db"

@@ -27,11 +27,9 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from droplab import metrics, tracking, ui
-from droplab.compare import CELL_KEY, SEED
+from droplab import metrics, tags, ui
 from droplab.config import Config, experiment_name, load_config, tracking_uri
-from droplab.storage import FAIL_REASON, PID, RUN_ID
-from droplab.study import PARENT_RUN
+from droplab.tags import CELL_KEY, FAIL_REASON, PARENT_RUN, PID, RUN_ID, SEED
 
 from .conftest import TINY, Cluster, free_port, mlflow_server
 from .study_helpers import SMALL_SPACE, by_kind, load, start_droplab, states, wait_running
@@ -97,9 +95,9 @@ def _evidence(trials: list[FrozenTrial], runs: list[Run]) -> str:
         for t in trials
     ]
     lines += [
-        f"run {r.info.run_id} {r.data.tags.get(tracking.KIND)} {r.info.status} "
+        f"run {r.info.run_id} {r.data.tags.get(tags.KIND)} {r.info.status} "
         f"trial={r.data.tags.get('optuna.trial_number', '-')} "
-        f"parent={r.data.tags.get(tracking.PARENT, '-')}"
+        f"parent={r.data.tags.get(tags.PARENT, '-')}"
         for r in runs
     ]
     return "\n".join(lines)
@@ -116,7 +114,7 @@ def _assert_one_tree(trials: list[FrozenTrial], runs: list[Run]) -> None:
     numbers = sorted(int(r.data.tags["optuna.trial_number"]) for r in children)
     assert numbers == sorted(t.number for t in trials), why
     # all under the one parent
-    assert {r.data.tags[tracking.PARENT] for r in children} == {parents[0].info.run_id}, why
+    assert {r.data.tags[tags.PARENT] for r in children} == {parents[0].info.run_id}, why
     # each trial names its own run, and that run carries the trial's number
     named = {t.number: t.user_attrs.get(RUN_ID) for t in trials}
     assert len(set(named.values())) == len(trials), why
@@ -203,7 +201,7 @@ def _seed_runs(db: Path) -> dict[str, SeedRun]:
         f" MAX(CASE WHEN t.key = '{SEED}' THEN t.value END),"
         " (SELECT COUNT(*) FROM metrics m WHERE m.run_uuid = r.run_uuid)"
         " FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid GROUP BY r.run_uuid"
-        f" HAVING MAX(CASE WHEN t.key = '{tracking.KIND}' THEN t.value END) = 'seed'"
+        f" HAVING MAX(CASE WHEN t.key = '{tags.KIND}' THEN t.value END) = 'seed'"
     )
     if not db.exists():
         return {}

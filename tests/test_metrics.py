@@ -4,41 +4,43 @@ from __future__ import annotations
 
 import math
 
-from droplab import metrics as M
+from droplab import metrics
 
 
 def _epoch(train_loss: float, val_loss: float, val_auprc: float) -> dict[str, float]:
     record = {
-        M.TRAIN_LOSS: train_loss,
-        M.VAL_LOSS: val_loss,
-        M.TRAIN_AUPRC: 0.9,
-        M.VAL_AUPRC: val_auprc,
+        metrics.TRAIN_LOSS: train_loss,
+        metrics.VAL_LOSS: val_loss,
+        metrics.TRAIN_AUPRC: 0.9,
+        metrics.VAL_AUPRC: val_auprc,
     }
-    record.update(M.gaps(record))
+    record.update(metrics.gaps(record))
     return record
 
 
 def test_gap_sign_and_definition() -> None:
     record = _epoch(0.1, 0.3, 0.5)
     # gap/loss = val/loss - train/loss: positive means overfitting
-    assert math.isclose(record[M.GAP_LOSS], 0.2)
+    assert math.isclose(record[metrics.GAP_LOSS], 0.2)
     # gap/auprc = train/auprc - val/auprc
-    assert math.isclose(record[M.GAP_AUPRC], 0.4)
+    assert math.isclose(record[metrics.GAP_AUPRC], 0.4)
 
 
 def test_summary_picks_best_epoch_by_monitor() -> None:
     history = [_epoch(0.3, 0.35, 0.4), _epoch(0.2, 0.3, 0.6), _epoch(0.05, 0.5, 0.55)]
-    s = M.summarize(history, M.VAL_AUPRC)
+    s = metrics.summarize(history, metrics.VAL_AUPRC)
     # the best epoch is numbered from 1 and maximises val/auprc
-    assert s[M.BEST_EPOCH] == 2.0 and s[M.BEST_VAL_AUPRC] == 0.6
+    assert s[metrics.BEST_EPOCH] == 2.0 and s[metrics.BEST_VAL_AUPRC] == 0.6
     # best/* come from that epoch, final/* from the last one
-    assert math.isclose(s[M.BEST_GAP_LOSS], 0.1) and math.isclose(s[M.FINAL_GAP_LOSS], 0.45)
+    assert math.isclose(s[metrics.BEST_GAP_LOSS], 0.1) and math.isclose(
+        s[metrics.FINAL_GAP_LOSS], 0.45
+    )
     # with val/loss as monitor the lowest val loss wins
-    assert M.summarize(history, M.VAL_LOSS)[M.BEST_EPOCH] == 2.0
+    assert metrics.summarize(history, metrics.VAL_LOSS)[metrics.BEST_EPOCH] == 2.0
 
 
 def test_reduction() -> None:
     # 1 - gap/gap_baseline: half the gap is a 50% reduction
-    assert math.isclose(M.reduction(0.1, 0.2), 0.5)
+    assert math.isclose(metrics.reduction(0.1, 0.2), 0.5)
     # a baseline that does not overfit leaves the reduction undefined
-    assert math.isnan(M.reduction(0.1, 0.0))
+    assert math.isnan(metrics.reduction(0.1, 0.0))

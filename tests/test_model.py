@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from droplab.model import MLP
+from droplab.fit.model import MLP
 
 
 def test_shapes_and_layers() -> None:

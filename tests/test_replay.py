@@ -7,18 +7,20 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from droplab import config as C
-from droplab import metrics as M
-from droplab import tracking
-from droplab.config import Config, ConfigError
-from droplab.replay import EXIT_MATCH, EXIT_MISMATCH, params_tree, print_replay, replay
+from droplab import metrics, tags
+from droplab.cli.summaries import print_replay
+from droplab.config import Config, ConfigError, from_dict, tracking_uri
+from droplab.replay import EXIT_MATCH, EXIT_MISMATCH, params_tree, replay
+from droplab.tracking.connect import make_tracker
+from droplab.tracking.provenance import run_params
+from droplab.train import train
 
 from .conftest import tiny_config
 
 
 def _logged_run(tmp_path: Path, *overrides: str) -> tuple[Config, str]:
     cfg = tiny_config(tmp_path, "name=rp", "model.dropout=0.3", *overrides)
-    return cfg, tracking.train(cfg).run_id
+    return cfg, train(cfg).run_id
 
 
 @pytest.mark.slow
@@ -26,19 +28,26 @@ def test_replay_matches_then_reports_an_altered_metric(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg, run_id = _logged_run(tmp_path)
-    uri = C.tracking_uri(cfg)
+    uri = tracking_uri(cfg)
     result = replay(run_id, uri)
     # the data digest, every per-epoch history and every summary metric match: exit 0
     assert result.exit_code == EXIT_MATCH
-    assert [c.name for c in result.checks] == ["data digest", *M.EPOCH_KEYS, *M.SUMMARY_KEYS]
+    assert [c.name for c in result.checks] == [
+        "data digest",
+        *metrics.EPOCH_KEYS,
+        *metrics.SUMMARY_KEYS,
+    ]
     assert all(c.ok for c in result.checks)
     client = MlflowClient(tracking_uri=uri)
-    client.log_metric(run_id, M.BEST_VAL_AUPRC, 0.123)  # the summary now says something else
-    client.log_metric(run_id, M.GAP_LOSS, 9.9, step=2)  # and epoch 2 holds a second value
+    client.log_metric(run_id, metrics.BEST_VAL_AUPRC, 0.123)  # the summary now says something else
+    client.log_metric(run_id, metrics.GAP_LOSS, 9.9, step=2)  # and epoch 2 holds a second value
     altered = replay(run_id, uri)
     # exactly the altered metrics mismatch, and the exit code is 1
     assert altered.exit_code == EXIT_MISMATCH
-    assert {c.name for c in altered.checks if not c.ok} == {M.BEST_VAL_AUPRC, M.GAP_LOSS}
+    assert {c.name for c in altered.checks if not c.ok} == {
+        metrics.BEST_VAL_AUPRC,
+        metrics.GAP_LOSS,
+    }
     print_replay(altered)
     out = capsys.readouterr().out
     # one line per metric says match or MISMATCH, the altered value is named
@@ -48,8 +57,8 @@ def test_replay_matches_then_reports_an_altered_metric(
 @pytest.mark.slow
 def test_changed_data_is_a_mismatch_without_retraining(tmp_path: Path) -> None:
     cfg, run_id = _logged_run(tmp_path)
-    uri = C.tracking_uri(cfg)
-    MlflowClient(tracking_uri=uri).set_tag(run_id, tracking.DATA_DIGEST, "0" * 64)
+    uri = tracking_uri(cfg)
+    MlflowClient(tracking_uri=uri).set_tag(run_id, tags.DATA_DIGEST, "0" * 64)
     result = replay(run_id, uri)
     # other rows cannot reproduce the numbers: the digest check fails, exit 1, nothing rerun
     assert result.exit_code == EXIT_MISMATCH
@@ -58,9 +67,9 @@ def test_changed_data_is_a_mismatch_without_retraining(tmp_path: Path) -> None:
 
 def test_params_rebuild_the_logged_config(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, "model.dropout=[0.1, 0.2]", "train.predict=[[1.0, 2.0]]")
-    params = {k: str(v) for k, v in tracking.run_params(cfg).items()}
+    params = {k: str(v) for k, v in run_params(cfg).items()}
     # the dotted string params (the manifest's fallback) give back the same config
-    assert C.from_dict(params_tree(params)) == cfg
+    assert from_dict(params_tree(params)) == cfg
 
 
 @pytest.mark.slow
@@ -70,11 +79,11 @@ def test_replay_refuses_a_missing_store_or_run(tmp_path: Path) -> None:
         replay("abc", f"sqlite:///{tmp_path}/none.db")
     assert not (tmp_path / "none.db").exists()
     cfg = tiny_config(tmp_path, "name=rp")
-    tracker = tracking.make_tracker(cfg)
+    tracker = make_tracker(cfg)
     parent = tracker.start("comparison-rp", "comparison", {}, None)
-    tracker.end(parent, tracking.FINISHED, tracking.COMPLETE)
+    tracker.end(parent, tags.FINISHED, tags.COMPLETE)
     # a run that trained nothing cannot be replayed; an unknown id is named
     with pytest.raises(ConfigError, match="trained no model"):
-        replay(parent, C.tracking_uri(cfg))
+        replay(parent, tracking_uri(cfg))
     with pytest.raises(ConfigError, match="not found"):
-        replay("f" * 32, C.tracking_uri(cfg))
+        replay("f" * 32, tracking_uri(cfg))

@@ -16,18 +16,41 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from droplab import config as C
-from droplab import metrics as M
-from droplab import report, tracking
-from droplab import study_plots as P
-from droplab.config import Config, ConfigError
+from droplab import metrics, tags
+from droplab.config import (
+    Config,
+    ConfigError,
+    artifact_root,
+    experiment_name,
+    runs_dir,
+    study_name,
+    study_storage,
+    tracking_uri,
+    with_overrides,
+)
 from droplab.data import prepare
-from droplab.scoring import score
-from droplab.storage import FAIL_REASON, RUN_ID
-from droplab.study import BASELINE, OBJECTIVES, PARENT_RUN
-from droplab.study_summary import MODEL, MODEL_FILE, SUMMARY
-from droplab.tracking import MlflowTracker
-from droplab.training import build_model
+from droplab.fit.scoring import score
+from droplab.fit.trainer import build_model
+from droplab.study.plots import (
+    band_order,
+    dropout_band,
+    gap_by_width_band,
+    gap_heatmap,
+    width_band,
+)
+from droplab.study.report import ReportPaths, gap_reduction, test_score, write_report
+from droplab.study.trials import trials_frame
+from droplab.tags import (
+    BASELINE,
+    FAIL_REASON,
+    MODEL,
+    MODEL_FILE,
+    OBJECTIVES,
+    PARENT_RUN,
+    RUN_ID,
+    SUMMARY,
+)
+from droplab.tracking.store import MlflowTracker
 
 from .conftest import tiny_config
 
@@ -55,7 +78,7 @@ FINAL_EXTRA = 0.01  # final/gap_loss = best/gap_loss + 0.01 in every summary
 # The MLflow store's schema migrations alone take ~6 s; the studies are built once per module.
 slow = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
-REASON = f"NonFiniteLoss: {M.TRAIN_RUNNING_LOSS} became nan at epoch 2"
+REASON = f"NonFiniteLoss: {metrics.TRAIN_RUNNING_LOSS} became nan at epoch 2"
 
 
 @dataclass
@@ -67,12 +90,12 @@ class Built:
 
 def _summary(gap: float, auprc: float) -> dict[str, float]:
     return {
-        M.BEST_EPOCH: 2.0,
-        M.BEST_VAL_LOSS: 0.3,
-        M.BEST_VAL_AUPRC: auprc,
-        M.BEST_GAP_LOSS: gap,
-        M.FINAL_GAP_LOSS: gap + FINAL_EXTRA,
-        M.FINAL_VAL_AUPRC: auprc - 0.01,
+        metrics.BEST_EPOCH: 2.0,
+        metrics.BEST_VAL_LOSS: 0.3,
+        metrics.BEST_VAL_AUPRC: auprc,
+        metrics.BEST_GAP_LOSS: gap,
+        metrics.FINAL_GAP_LOSS: gap + FINAL_EXTRA,
+        metrics.FINAL_VAL_AUPRC: auprc - 0.01,
     }
 
 
@@ -80,16 +103,16 @@ def _trial_run(tracker: MlflowTracker, parent: str, number: int, gap: float) -> 
     run_id = tracker.start(f"trial-{number:03d}", "trial", {}, parent)
     for epoch in (1, 2, 3):
         train = 0.5 / epoch
-        values = {M.TRAIN_LOSS: train, M.VAL_LOSS: train + gap, M.GAP_LOSS: gap}
+        values = {metrics.TRAIN_LOSS: train, metrics.VAL_LOSS: train + gap, metrics.GAP_LOSS: gap}
         tracker.log_metrics(run_id, values, step=epoch)
-    tracker.end(run_id, tracking.FINISHED, tracking.COMPLETE)
+    tracker.end(run_id, tags.FINISHED, tags.COMPLETE)
     return run_id
 
 
 def _save_model(
     cfg: Config, tracker: MlflowTracker, run_id: str, params: dict[str, float]
 ) -> None:
-    trial_cfg = C.with_overrides(cfg, params)
+    trial_cfg = with_overrides(cfg, params)
     model = build_model(trial_cfg, prepare(trial_cfg.data, trial_cfg.seed))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE
@@ -99,11 +122,13 @@ def _save_model(
 
 def _build(cfg: Config, tracker: MlflowTracker, directions: list[str], model: bool) -> Built:
     study = optuna.create_study(
-        study_name=C.study_name(cfg), storage=C.study_storage(cfg), directions=directions
+        study_name=study_name(cfg), storage=study_storage(cfg), directions=directions
     )
     parent = tracker.start(f"study-{study.study_name}", "study", {}, None)
     study.set_user_attr(PARENT_RUN, parent)
-    study.set_user_attr(OBJECTIVES, [M.BEST_VAL_AUPRC, M.BEST_GAP_LOSS][: len(directions)])
+    study.set_user_attr(
+        OBJECTIVES, [metrics.BEST_VAL_AUPRC, metrics.BEST_GAP_LOSS][: len(directions)]
+    )
     for number, (dropout, width, gap, auprc, state) in enumerate(TRIALS):
         params = {"model.dropout": dropout, "model.width": width}
         attrs = {RUN_ID: _trial_run(tracker, parent, number, gap), BASELINE: dropout == 0.0}
@@ -130,8 +155,8 @@ def _build(cfg: Config, tracker: MlflowTracker, directions: list[str], model: bo
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, MlflowTracker]:
     cfg = tiny_config(tmp_path_factory.mktemp("report"), "name=s")
-    C.runs_dir(cfg).mkdir(parents=True)
-    return cfg, MlflowTracker(C.tracking_uri(cfg), C.experiment_name(cfg), C.artifact_root(cfg))
+    runs_dir(cfg).mkdir(parents=True)
+    return cfg, MlflowTracker(tracking_uri(cfg), experiment_name(cfg), artifact_root(cfg))
 
 
 @pytest.fixture(scope="module")
@@ -142,24 +167,24 @@ def single(store: tuple[Config, MlflowTracker]) -> Built:
 
 @pytest.fixture(scope="module")
 def pareto(store: tuple[Config, MlflowTracker]) -> Built:
-    cfg = C.with_overrides(store[0], {"study.name": "s-pareto"})
+    cfg = with_overrides(store[0], {"study.name": "s-pareto"})
     return _build(cfg, store[1], ["maximize", "minimize"], model=False)
 
 
 @pytest.fixture(scope="module")
-def written(single: Built) -> report.ReportPaths:
-    return report.write_report(single.cfg)
+def written(single: Built) -> ReportPaths:
+    return write_report(single.cfg)
 
 
 def test_bands_and_figures_from_a_hand_built_table(tmp_path: Path) -> None:
-    widths = [P.width_band(w) for w in (16, 64, 65, 256, 300, 2048)]
-    dropouts = [P.dropout_band(p) for p in (0.0, 0.1, 0.2, 0.21, 0.8, 0.9)]
+    widths = [width_band(w) for w in (16, 64, 65, 256, 300, 2048)]
+    dropouts = [dropout_band(p) for p in (0.0, 0.1, 0.2, 0.21, 0.8, 0.9)]
     # width bands name their bounds; the brief's bands are <=64, 65-256, then wider
     assert widths == ["≤64", "≤64", "65–256", "65–256", "257–1024", ">1024"]
     # dropout 0 is a band of its own (the controls); the others are half-open (low, high]
     assert dropouts == ["0", "0–0.2", "0–0.2", "0.2–0.4", "0.4–0.8", ">0.8"]
     # bands read narrow to wide, controls first, whatever order they come in
-    assert P.band_order([">1024", "0.2–0.4", "≤64", "0", "65–256"])[:3] == [
+    assert band_order([">1024", "0.2–0.4", "≤64", "0", "65–256"])[:3] == [
         "≤64",
         "65–256",
         ">1024",
@@ -168,11 +193,11 @@ def test_bands_and_figures_from_a_hand_built_table(tmp_path: Path) -> None:
         {
             "width": [8, 8, 16, 300],
             "dropout": [0.0, 0.0, 0.1, 0.55],
-            M.BEST_GAP_LOSS: [0.1, 0.3, -0.05, 0.02],
-            M.FINAL_GAP_LOSS: [0.2, 0.4, 0.01, 0.03],
+            metrics.BEST_GAP_LOSS: [0.1, 0.3, -0.05, 0.02],
+            metrics.FINAL_GAP_LOSS: [0.2, 0.4, 0.01, 0.03],
         }
     )
-    for draw in (P.gap_heatmap, P.gap_by_width_band):
+    for draw in (gap_heatmap, gap_by_width_band):
         # final gaps of complete trials in one panel, best-epoch gaps of all in the other
         out = draw(frame.iloc[:3], frame, tmp_path / f"{draw.__name__}.png")
         # each figure is a real PNG with something drawn in it
@@ -181,7 +206,7 @@ def test_bands_and_figures_from_a_hand_built_table(tmp_path: Path) -> None:
 
 @slow
 def test_trials_frame_has_one_row_per_trial(single: Built) -> None:
-    frame = report.trials_frame(single.study)
+    frame = trials_frame(single.study)
     # every trial appears once, in trial-number order
     assert list(frame["number"]) == list(range(len(TRIALS)))
     # with its state, failed and pruned ones included
@@ -191,14 +216,14 @@ def test_trials_frame_has_one_row_per_trial(single: Built) -> None:
     # the controls (baselines) are the dropout-0 trials
     assert list(frame["baseline"]) == [t[0] == 0.0 for t in TRIALS]
     # summary metrics come from the trial's droplab.summary as stored
-    assert frame.loc[BEST, M.BEST_GAP_LOSS] == 0.10
+    assert frame.loc[BEST, metrics.BEST_GAP_LOSS] == 0.10
     # every trial names its MLflow run
     assert frame["run_id"].notna().all()
 
 
 @slow
 def test_gap_reduction_against_the_nearest_dropout_zero_width(single: Built) -> None:
-    table = report.gap_reduction(report.trials_frame(single.study)).set_index("number")
+    table = gap_reduction(trials_frame(single.study)).set_index("number")
     gap = {n: t[2] for n, t in enumerate(TRIALS)}
     auprc = {n: t[3] for n, t in enumerate(TRIALS)}
     expected = {
@@ -225,8 +250,8 @@ def test_gap_reduction_against_the_nearest_dropout_zero_width(single: Built) -> 
 
 @slow
 def test_final_gap_reduction_compares_complete_trials_only(single: Built) -> None:
-    frame = report.trials_frame(single.study)
-    table = report.gap_reduction(frame, M.FINAL_GAP_LOSS).set_index("number")
+    frame = trials_frame(single.study)
+    table = gap_reduction(frame, metrics.FINAL_GAP_LOSS).set_index("number")
     final = {n: t[2] + FINAL_EXTRA for n, t in enumerate(TRIALS)}
     # the pruned trial (9) stopped early: its last epoch is not the budget's, so it is left out
     assert sorted(table.index) == [3, 4, 5, 6, 7, 8]
@@ -236,16 +261,16 @@ def test_final_gap_reduction_compares_complete_trials_only(single: Built) -> Non
 
 
 @slow
-def test_write_report_answers_in_numbers(single: Built, written: report.ReportPaths) -> None:
+def test_write_report_answers_in_numbers(single: Built, written: ReportPaths) -> None:
     paths = written
     md = paths.markdown.read_text(encoding="utf-8")
-    best = optuna.load_study(study_name="s", storage=C.study_storage(single.cfg)).best_trial
+    best = optuna.load_study(study_name="s", storage=study_storage(single.cfg)).best_trial
     # the report lands in <paths.runs>/reports/<study>/
-    assert paths.directory == C.runs_dir(single.cfg) / "reports" / "s"
+    assert paths.directory == runs_dir(single.cfg) / "reports" / "s"
     # as Markdown and HTML
     assert paths.html.is_file() and paths.markdown.is_file()
     # the best trial's objective appears as the storage holds it (4 decimals)
-    assert f"| {M.BEST_VAL_AUPRC} (objective) | {best.value:.4f} |" in md
+    assert f"| {metrics.BEST_VAL_AUPRC} (objective) | {best.value:.4f} |" in md
     # and so do its parameters
     assert f"| model.width | {best.params['model.width']} |" in md
     assert f"| model.dropout | {best.params['model.dropout']:.4f} |" in md  # same rule
@@ -268,7 +293,7 @@ def test_write_report_answers_in_numbers(single: Built, written: report.ReportPa
 
 
 @slow
-def test_report_plots_are_real_pngs_referenced_relatively(written: report.ReportPaths) -> None:
+def test_report_plots_are_real_pngs_referenced_relatively(written: ReportPaths) -> None:
     paths = written
     names = {p.name for p in paths.images}
     page = paths.html.read_text(encoding="utf-8")
@@ -290,11 +315,9 @@ def test_report_plots_are_real_pngs_referenced_relatively(written: report.Report
 
 
 @slow
-def test_report_files_are_artifacts_of_the_parent_run(
-    single: Built, written: report.ReportPaths
-) -> None:
+def test_report_files_are_artifacts_of_the_parent_run(single: Built, written: ReportPaths) -> None:
     paths = written
-    client = MlflowClient(tracking_uri=C.tracking_uri(single.cfg))
+    client = MlflowClient(tracking_uri=tracking_uri(single.cfg))
     logged = {Path(a.path).name for a in client.list_artifacts(single.parent, "report")}
     # every written file is logged under report/ on the study's parent run
     assert logged == {p.name for p in (paths.markdown, paths.html, *paths.images)}
@@ -302,13 +325,13 @@ def test_report_files_are_artifacts_of_the_parent_run(
 
 @slow
 def test_test_score_evaluates_the_saved_best_model_on_the_test_split(
-    single: Built, written: report.ReportPaths
+    single: Built, written: ReportPaths
 ) -> None:
-    scores = report.test_score(single.cfg, single.study)
-    trial_cfg = C.with_overrides(single.cfg, dict(single.study.best_trial.params))
+    scores = test_score(single.cfg, single.study)
+    trial_cfg = with_overrides(single.cfg, dict(single.study.best_trial.params))
     data = prepare(trial_cfg.data, trial_cfg.seed)
     model = build_model(trial_cfg, data)
-    client = MlflowClient(tracking_uri=C.tracking_uri(single.cfg))
+    client = MlflowClient(tracking_uri=tracking_uri(single.cfg))
     with tempfile.TemporaryDirectory() as tmp:
         run_id = single.study.best_trial.user_attrs[RUN_ID]
         model.load_state_dict(torch.load(client.download_artifacts(run_id, MODEL_FILE, tmp)))
@@ -321,43 +344,43 @@ def test_test_score_evaluates_the_saved_best_model_on_the_test_split(
     )
     assert scores is not None
     # the saved weights are scored on the test split in eval mode (trial 6 has p = 0.6)
-    assert scores[M.TEST_AUPRC] == pytest.approx(expected["auprc"])
-    assert scores[M.TEST_AUROC] == pytest.approx(expected["auroc"])  # same rule
+    assert scores[metrics.TEST_AUPRC] == pytest.approx(expected["auprc"])
+    assert scores[metrics.TEST_AUROC] == pytest.approx(expected["auroc"])  # same rule
     # the loss is BCE with logits, as in training (pos_weight none here)
-    assert scores[M.TEST_LOSS] == pytest.approx(float(loss))
+    assert scores[metrics.TEST_LOSS] == pytest.approx(float(loss))
     # and not on the validation split
-    assert scores[M.TEST_AUPRC] != pytest.approx(score(val_logits, data.y_val, 2)["auprc"])
+    assert scores[metrics.TEST_AUPRC] != pytest.approx(score(val_logits, data.y_val, 2)["auprc"])
     # the report shows the same test score
     md = written.markdown.read_text(encoding="utf-8")
-    assert f"| {M.TEST_AUPRC} | {scores[M.TEST_AUPRC]:.4f} |" in md
+    assert f"| {metrics.TEST_AUPRC} | {scores[metrics.TEST_AUPRC]:.4f} |" in md
 
 
 @slow
 def test_pareto_study_draws_its_front_and_has_no_test_score(pareto: Built) -> None:
-    paths = report.write_report(pareto.cfg)
+    paths = write_report(pareto.cfg)
     md = paths.markdown.read_text(encoding="utf-8")
     # two objectives: the Pareto front is drawn
     assert "pareto_front.png" in {p.name for p in paths.images}
     # no saved model for the chosen trial: no test score, and the report says so
-    assert report.test_score(pareto.cfg, pareto.study) is None
+    assert test_score(pareto.cfg, pareto.study) is None
     assert "No saved model for the best trial" in md
     # the chosen trial is the front's best by the first objective (val AUPRC)
-    assert f"trial {BEST} is best by {M.BEST_VAL_AUPRC} among them" in md
+    assert f"trial {BEST} is best by {metrics.BEST_VAL_AUPRC} among them" in md
 
 
 def test_missing_study_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, "name=absent")
-    db = C.runs_dir(cfg) / "optuna.db"
+    db = runs_dir(cfg) / "optuna.db"
     # no storage at all: one line naming the study and the storage
     with pytest.raises(ConfigError, match=r"^no study 'absent' in sqlite:///.*run droplab study"):
-        report.write_report(cfg)
+        write_report(cfg)
     # and no database or report was created by asking
-    assert not db.exists() and not (C.runs_dir(cfg) / "reports").exists()
-    C.runs_dir(cfg).mkdir(parents=True)
-    optuna.create_study(study_name="other", storage=C.study_storage(cfg))
+    assert not db.exists() and not (runs_dir(cfg) / "reports").exists()
+    runs_dir(cfg).mkdir(parents=True)
+    optuna.create_study(study_name="other", storage=study_storage(cfg))
     # a storage that holds other studies only: the same message
     with pytest.raises(ConfigError, match="no study 'absent'"):
-        report.write_report(cfg)
+        write_report(cfg)
 
 
 def test_storage_password_is_masked(tmp_path: Path) -> None:
@@ -365,5 +388,5 @@ def test_storage_password_is_masked(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, f"study.storage={url}")
     # an unreachable storage is bad input whose message never shows the password
     with pytest.raises(ConfigError) as caught:
-        report.write_report(cfg)
+        write_report(cfg)
     assert "hunter2" not in str(caught.value) and "droplab:***@" in str(caught.value)

@@ -27,9 +27,12 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from droplab import storage, tracking
+from droplab import tags
 from droplab.config import Config, load_config
-from droplab.study import PARENT_RUN
+from droplab.study import storage
+from droplab.tags import PARENT_RUN
+from droplab.tracking.connect import make_tracker
+from droplab.tracking.store import MlflowTracker
 
 from .conftest import TINY, Cluster
 from .study_helpers import SMALL_SPACE, by_kind
@@ -42,7 +45,7 @@ WORKERS, N_TRIALS = 3, 6
 RELEASE = (
     "import sys, time\n"
     "from droplab.config import load_config\n"
-    "from droplab.study import run\n"
+    "from droplab.study.run import run\n"
     "cfg = load_config(sys.argv[2], sys.argv[3:])\n"
     "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
     "run(cfg)\n"
@@ -111,7 +114,7 @@ def evidence(outcome: Outcome) -> str:
     """Every run and trial, in creation order: what a failed check must show."""
     lines = [
         f"run {r.info.run_name:<22} {r.info.run_id} start={r.info.start_time} "
-        f"{r.info.status} parent={r.data.tags.get(tracking.PARENT, '-')}"
+        f"{r.info.status} parent={r.data.tags.get(tags.PARENT, '-')}"
         for r in sorted(outcome.runs, key=lambda r: r.info.start_time)
     ]
     lines += [
@@ -156,7 +159,7 @@ def test_three_workers_share_one_study_and_one_run_tree(shared: Outcome) -> None
     parent = only_parent(out)
     # one parent run: the one the study points at, over every trial run, with the final counts
     assert parent.info.run_id == out.study.user_attrs[PARENT_RUN]
-    assert {c.data.tags[tracking.PARENT] for c in children} == {parent.info.run_id}
+    assert {c.data.tags[tags.PARENT] for c in children} == {parent.info.run_id}
     assert parent.data.metrics["study/n_complete"] == N_TRIALS
 
 
@@ -184,7 +187,7 @@ def test_workers_released_together_create_one_parent_run(together: Outcome) -> N
     parent = only_parent(together)
     # every trial run hangs under the one parent
     children = by_kind(together.runs, "trial")
-    assert {c.data.tags[tracking.PARENT] for c in children} == {parent.info.run_id}
+    assert {c.data.tags[tags.PARENT] for c in children} == {parent.info.run_id}
 
 
 def test_workers_released_together_propose_different_points(together: Outcome) -> None:
@@ -198,8 +201,8 @@ def test_a_worker_creating_the_experiment_leaves_artifacts_to_the_server(
 ) -> None:
     name = f"name=scaleout-{uuid.uuid4().hex[:8]}"
     cfg = load_config(None, [name, f"tracking.uri={cluster.tracking}", f"paths.runs={tmp_path}"])
-    tracker = tracking.make_tracker(cfg)
-    assert isinstance(tracker, tracking.MlflowTracker)
+    tracker = make_tracker(cfg)
+    assert isinstance(tracker, MlflowTracker)
     location = tracker.client.get_experiment(tracker.experiment_id).artifact_location
     # machines share no disk: artifacts go to the server, not to this worker's directory
     assert location.startswith("mlflow-artifacts:"), location
@@ -207,7 +210,7 @@ def test_a_worker_creating_the_experiment_leaves_artifacts_to_the_server(
 
 def test_workers_opening_a_fresh_database_at_once(cluster: Cluster) -> None:
     storage = cluster.new_database("optuna")
-    code = "import sys; from droplab.storage import open_storage; open_storage(sys.argv[1])"
+    code = "import sys; from droplab.study.storage import open_storage; open_storage(sys.argv[1])"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, storage], stderr=subprocess.PIPE, text=True)
         for _ in range(WORKERS)

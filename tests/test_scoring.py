@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import (
     multiclass_average_precision,
 )
 
-from droplab.scoring import binary_scores, score
+from droplab.fit.scoring import binary_scores, score
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # one row: torchmetrics warns of one class

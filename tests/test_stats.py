@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from droplab import metrics as M
-from droplab import stats
+from droplab import metrics
+from droplab.compare import stats
 
 
 def test_mean_ci_by_hand() -> None:
@@ -94,11 +94,14 @@ def test_intervals_cover_the_truth_95_percent_of_the_time() -> None:
 
 
 def test_analyze_pairs_by_seed_and_holm_adjusts_across_cells() -> None:
-    base = {M.FINAL_GAP_LOSS: {0: 0.10, 1: 0.12, 2: 0.11}, M.BEST_GAP_LOSS: {0: 0.05, 1: 0.06}}
-    a = {M.FINAL_GAP_LOSS: {0: 0.05, 1: 0.07, 2: 0.05, 3: 9.0}}  # seed 3 has no pair
-    b = {M.FINAL_GAP_LOSS: {0: 0.09, 1: 0.12, 2: 0.10}}
+    base = {
+        metrics.FINAL_GAP_LOSS: {0: 0.10, 1: 0.12, 2: 0.11},
+        metrics.BEST_GAP_LOSS: {0: 0.05, 1: 0.06},
+    }
+    a = {metrics.FINAL_GAP_LOSS: {0: 0.05, 1: 0.07, 2: 0.05, 3: 9.0}}  # seed 3 has no pair
+    b = {metrics.FINAL_GAP_LOSS: {0: 0.09, 1: 0.12, 2: 0.10}}
     out = stats.analyze({"base": base, "a": a, "b": b}, {"base": None, "a": "base", "b": "base"})
-    ca, cb = out["a"].contrasts[M.FINAL_GAP_LOSS], out["b"].contrasts[M.FINAL_GAP_LOSS]
+    ca, cb = out["a"].contrasts[metrics.FINAL_GAP_LOSS], out["b"].contrasts[metrics.FINAL_GAP_LOSS]
     # only seeds present in both a cell and its baseline are paired
     assert ca.seeds == (0, 1, 2) and ca.diff.estimate == pytest.approx(-0.16 / 3)
     # the reduction is 1 - mean gap / mean baseline gap over the paired seeds

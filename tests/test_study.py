@@ -8,12 +8,12 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial, TrialState
 
-from droplab import metrics as M
-from droplab import space, tracking
-from droplab.cli import main
+from droplab import metrics, tags
+from droplab.cli.main import main
 from droplab.config import ConfigError, load_config, study_storage
-from droplab.study import open_study, run
-from droplab.study_summary import StudyFailed
+from droplab.study import space
+from droplab.study.close import StudyFailed
+from droplab.study.run import open_study, run
 
 from .study_helpers import (
     POSTGRES,
@@ -70,19 +70,23 @@ def test_four_trial_study_builds_the_mlflow_tree(tmp_path: Path) -> None:
     # one parent run, four children pointing at it
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
-    assert all(c.data.tags[tracking.PARENT] == parent.info.run_id for c in children)
+    assert all(c.data.tags[tags.PARENT] == parent.info.run_id for c in children)
     # every child carries the gap metrics, its trial number and state
     for child in children:
-        assert M.GAP_LOSS in child.data.metrics and M.BEST_GAP_LOSS in child.data.metrics
-        assert child.data.tags[tracking.STATE] == tracking.COMPLETE
+        assert (
+            metrics.GAP_LOSS in child.data.metrics and metrics.BEST_GAP_LOSS in child.data.metrics
+        )
+        assert child.data.tags[tags.STATE] == tags.COMPLETE
     # each trial knows its MLflow run
     assert {t.user_attrs["droplab.run_id"] for t in study.trials} == {
         c.info.run_id for c in children
     }
     # the parent holds the study summary and is closed
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics[M.study_count("COMPLETE")] == 4
-    assert parent.data.metrics[M.study_best(M.BEST_VAL_AUPRC)] == pytest.approx(study.best_value)
+    assert parent.data.metrics[metrics.study_count("COMPLETE")] == 4
+    assert parent.data.metrics[metrics.study_best(metrics.BEST_VAL_AUPRC)] == pytest.approx(
+        study.best_value
+    )
     assert outcome.started == 4
     # the activations picture is drawn once, for the best trial, not for every trial
     client, _ = mlflow_runs(cfg)
@@ -135,7 +139,7 @@ def test_nan_trial_fails_with_reason_and_study_goes_on(tmp_path: Path) -> None:
     # its MLflow run is FAILED with the same reason
     failed_run = trial_runs(cfg)[0]
     assert failed_run.info.status == "FAILED"
-    assert "NonFiniteLoss" in failed_run.data.tags[tracking.REASON]
+    assert "NonFiniteLoss" in failed_run.data.tags[tags.REASON]
     assert len(outcome.failed_now) == 1
 
 
@@ -177,8 +181,8 @@ def test_pruned_trial_is_a_killed_run(tmp_path: Path) -> None:
     pruned_run = trial_runs(cfg)[1]
     # pruned -> MLflow run KILLED, state tag PRUNED, its epochs so far kept
     assert pruned_run.info.status == "KILLED"
-    assert pruned_run.data.tags[tracking.STATE] == tracking.PRUNED
-    assert M.BEST_VAL_AUPRC in pruned_run.data.metrics
+    assert pruned_run.data.tags[tags.STATE] == tags.PRUNED
+    assert metrics.BEST_VAL_AUPRC in pruned_run.data.metrics
 
 
 def test_multi_objective_study_has_a_pareto_front(tmp_path: Path) -> None:
@@ -286,7 +290,7 @@ def test_study_on_postgresql(tmp_path: Path) -> None:
 
 
 def test_network_filesystem_is_detected_from_mounts() -> None:
-    from droplab.storage import filesystem_type
+    from droplab.study.storage import filesystem_type
 
     mounts = "/dev/vda / ext4 rw 0 0\nserver:/export /mnt/shared nfs4 rw 0 0\n"
     # the longest mount point holding the path decides its filesystem

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from droplab import tracking
-from droplab.study import run
+from droplab import tags
+from droplab.study.run import run
 
 from .study_helpers import (
     SMALL_SPACE,
@@ -74,7 +74,7 @@ def test_interrupt_fails_the_trial_closes_runs_and_says_how_to_resume(
     # its MLflow run is FAILED with the reason and the parent is closed too
     _, runs = mlflow_runs(cfg)
     assert {r.info.status for r in by_kind(runs, "trial")} == {"FAILED"}
-    assert "interrupted" in by_kind(runs, "trial")[0].data.tags[tracking.REASON]
+    assert "interrupted" in by_kind(runs, "trial")[0].data.tags[tags.REASON]
     assert by_kind(runs, "study")[0].info.status != "RUNNING"
 
 

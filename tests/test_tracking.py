@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from droplab import tracking
-from droplab.cli import main
+from droplab import tags
+from droplab.cli.main import main
 from droplab.config import ConfigError
-from droplab.study import run
+from droplab.study.run import run
+from droplab.tracking.connect import make_tracker
+from droplab.tracking.store import MlflowTracker
 
 from .conftest import TINY
 from .study_helpers import load, mlflow_runs, study_config, trial_runs
@@ -43,7 +45,7 @@ def test_unwritable_runs_dir_is_bad_input(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     # paths.runs under a regular file cannot be created: one clear line
     with pytest.raises(ConfigError, match="not writable"):
-        tracking.make_tracker(study_config(tmp_path, f"paths.runs={blocker}/runs"))
+        make_tracker(study_config(tmp_path, f"paths.runs={blocker}/runs"))
 
 
 def test_runs_left_running_are_reconciled_on_the_next_start(tmp_path: Path) -> None:
@@ -63,7 +65,7 @@ def test_epoch_writes_run_behind_the_fit_and_their_errors_surface(tmp_path: Path
     from mlflow.exceptions import MlflowException
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = tracking.MlflowTracker(store, "epochs", str(tmp_path / "artifacts"))
+    tracker = MlflowTracker(store, "epochs", str(tmp_path / "artifacts"))
     run_id = tracker.start("r", "train", {}, None)
     for epoch in range(1, 6):
         tracker.log_epoch(run_id, {"loss": float(epoch)}, epoch)
@@ -90,6 +92,6 @@ def test_epoch_writes_run_behind_the_fit_and_their_errors_surface(tmp_path: Path
     tracker.log_epoch(missing, {"loss": 1.0}, 1)
     tracker.log_epoch(run_id, {"loss": 7.0}, 7)
     # and ending a run on a failure path still closes it
-    tracker.end(run_id, tracking.FAILED, tracking.FAIL, "store trouble")
+    tracker.end(run_id, tags.FAILED, tags.FAIL, "store trouble")
     run = tracker.client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.metrics["loss"] == 6.0

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from droplab import metrics as M
-from droplab import tracking
-from droplab.cli import main
+from droplab import metrics, tags
+from droplab.cli.main import main
 from droplab.config import tracking_uri
 
 from .conftest import REPO, TINY, tiny_config
@@ -35,15 +34,15 @@ def test_train_logs_a_complete_run(tmp_path: Path, capsys: pytest.CaptureFixture
     # params are the whole resolved config with dotted keys
     assert run.data.params["model.dropout"] == "0.3" and "study.space" in run.data.params
     # tags identify kind, config, data and code
-    for tag in (tracking.KIND, tracking.CONFIG_HASH, tracking.DATA_DIGEST, tracking.GIT_COMMIT):
+    for tag in (tags.KIND, tags.CONFIG_HASH, tags.DATA_DIGEST, tags.GIT_COMMIT):
         assert tag in run.data.tags
-    assert run.data.tags[tracking.KIND] == "train"
-    assert run.data.tags[tracking.STATE] == tracking.COMPLETE
+    assert run.data.tags[tags.KIND] == "train"
+    assert run.data.tags[tags.STATE] == tags.COMPLETE
     # every per-epoch metric has steps 1..epochs, and the summary metrics exist
-    for key in M.EPOCH_KEYS:
+    for key in metrics.EPOCH_KEYS:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == [1, 2, 3], key
-    assert set(M.SUMMARY_KEYS) <= set(run.data.metrics)
+    assert set(metrics.SUMMARY_KEYS) <= set(run.data.metrics)
     # the data digest is logged as an MLflow dataset input
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
     # the activations picture is an artifact of the run
@@ -61,7 +60,7 @@ def test_failed_fit_marks_run_failed_with_reason(tmp_path: Path) -> None:
     _, run = _only_run(runs)
     # the run is FAILED (not RUNNING, not FINISHED) and says why
     assert run.info.status == "FAILED"
-    assert "NonFiniteLoss" in run.data.tags[tracking.REASON]
+    assert "NonFiniteLoss" in run.data.tags[tags.REASON]
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from droplab import metrics as M
-from droplab.lit_module import NonFiniteLoss
-from droplab.tracking import Tracker, run_fit
-from droplab.training import TimeBudgetExceeded, TrialStopped, fit, predict_proba
+from droplab import metrics
+from droplab.fit.lit_module import NonFiniteLoss
+from droplab.fit.trainer import TimeBudgetExceeded, TrialStopped, fit, predict_proba
+from droplab.tracking.runs import run_fit
+from droplab.tracking.store import Tracker
 
 from .conftest import tiny_config
 
@@ -20,22 +21,22 @@ def test_history_has_every_key_per_epoch_and_gap_definition(tmp_path: Path) -> N
     result = fit(tiny_config(tmp_path))
     # one record per epoch, each with every metric of DESIGN.md section 4
     assert len(result.history) == 3
-    assert all(set(M.EPOCH_KEYS) <= set(r) for r in result.history)
+    assert all(set(metrics.EPOCH_KEYS) <= set(r) for r in result.history)
     for r in result.history:
         # gap/loss is exactly val/loss - train/loss; gap/auprc is train - val
-        assert r[M.GAP_LOSS] == r[M.VAL_LOSS] - r[M.TRAIN_LOSS]
-        assert r[M.GAP_AUPRC] == r[M.TRAIN_AUPRC] - r[M.VAL_AUPRC]
+        assert r[metrics.GAP_LOSS] == r[metrics.VAL_LOSS] - r[metrics.TRAIN_LOSS]
+        assert r[metrics.GAP_AUPRC] == r[metrics.TRAIN_AUPRC] - r[metrics.VAL_AUPRC]
     # the summary's best epoch is numbered from 1
-    assert 1 <= result.summary[M.BEST_EPOCH] <= 3
+    assert 1 <= result.summary[metrics.BEST_EPOCH] <= 3
 
 
 def test_eval_mode_train_loss_differs_from_running_loss_with_dropout(tmp_path: Path) -> None:
     result = fit(tiny_config(tmp_path, "model.dropout=0.6", "model.width=64"))
     last = result.history[-1]
     # with p > 0 the dropout-on running loss is not the eval-mode training loss
-    assert abs(last[M.TRAIN_RUNNING_LOSS] - last[M.TRAIN_LOSS]) > 1e-3
+    assert abs(last[metrics.TRAIN_RUNNING_LOSS] - last[metrics.TRAIN_LOSS]) > 1e-3
     # and dropout inflates it: the noisy signal is worse than the eval-mode fit
-    assert last[M.TRAIN_RUNNING_LOSS] > last[M.TRAIN_LOSS]
+    assert last[metrics.TRAIN_RUNNING_LOSS] > last[metrics.TRAIN_LOSS]
 
 
 def test_same_seed_same_history_and_other_seed_differs(tmp_path: Path) -> None:
@@ -78,11 +79,11 @@ def test_time_budget(tmp_path: Path) -> None:
 def test_multiclass_and_pos_weight(tmp_path: Path) -> None:
     digits = fit(tiny_config(tmp_path, "data.source=sklearn:digits", "train.epochs=2"))
     # ten classes train with cross-entropy and macro AUPRC in [0, 1]
-    assert digits.data.n_classes == 10 and 0 <= digits.history[-1][M.VAL_AUPRC] <= 1
+    assert digits.data.n_classes == 10 and 0 <= digits.history[-1][metrics.VAL_AUPRC] <= 1
     weighted = fit(tiny_config(tmp_path, "train.pos_weight=auto"))
     plain = fit(tiny_config(tmp_path))
     # pos_weight=auto (negatives/positives) changes the loss, and so the fit
-    assert weighted.history[0][M.VAL_LOSS] != plain.history[0][M.VAL_LOSS]
+    assert weighted.history[0][metrics.VAL_LOSS] != plain.history[0][metrics.VAL_LOSS]
 
 
 def test_predict_scales_raw_rows_like_training(tmp_path: Path) -> None:
@@ -102,8 +103,8 @@ def test_null_tracker_runs_without_mlflow(tmp_path: Path) -> None:
 
 
 def test_best_state_holds_the_best_epochs_weights(tmp_path: Path) -> None:
-    from droplab.lit_module import LitMLP
-    from droplab.training import build_model
+    from droplab.fit.lit_module import LitMLP
+    from droplab.fit.trainer import build_model
 
     cfg = tiny_config(tmp_path, "train.epochs=5", "model.width=64", "train.lr=0.01")
     result = fit(cfg)
@@ -117,6 +118,6 @@ def test_best_state_holds_the_best_epochs_weights(tmp_path: Path) -> None:
         val=(result.data.x_val, result.data.y_val),
     )
     # the saved weights reproduce the validation loss of the best epoch, not of the last one
-    assert module.evaluate("val")[M.VAL_LOSS] == pytest.approx(
-        result.summary[M.BEST_VAL_LOSS], abs=1e-6
+    assert module.evaluate("val")[metrics.VAL_LOSS] == pytest.approx(
+        result.summary[metrics.BEST_VAL_LOSS], abs=1e-6
     )

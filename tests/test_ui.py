@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from droplab import ui
 from droplab.config import Config, ConfigError, experiment_name
-from droplab.study import run
+from droplab.study.run import run
 
 from .conftest import REPO
 from .study_helpers import by_kind, study_config

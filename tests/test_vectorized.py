@@ -12,15 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from droplab import metrics as M
-from droplab import stacked
+from droplab import metrics
 from droplab.config import Config
 from droplab.data import Dataset, prepare
-from droplab.lit_module import NonFiniteLoss
-from droplab.model import MLP
-from droplab.stacked import dropout_masks, linear
-from droplab.training import EpochHook, FitResult, TrialStopped, fit
-from droplab.vectorized import can_stack, fit_members, group_stackable
+from droplab.fit.lit_module import NonFiniteLoss
+from droplab.fit.model import MLP
+from droplab.fit.stack import kernels
+from droplab.fit.stack.kernels import dropout_masks, linear
+from droplab.fit.stack.members import can_stack, fit_members, group_stackable
+from droplab.fit.trainer import EpochHook, FitResult, TrialStopped, fit
 
 from .conftest import tiny_config
 
@@ -53,7 +53,7 @@ def test_masks_match_nn_dropout_bit_for_bit(
     uniform_draws: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # both ways of drawing: float64 uniforms (fast) and bernoulli_ itself (the fallback)
-    monkeypatch.setattr(stacked, "_uniform_is_bernoulli", lambda: uniform_draws)
+    monkeypatch.setattr(kernels, "_uniform_is_bernoulli", lambda: uniform_draws)
     rates = [0.0, 0.1, 0.3, 0.5, 0.8]
     x = torch.randn(3, 37, 16)
     generators = [torch.Generator().manual_seed(100 + m) for m in range(len(rates))]
@@ -130,7 +130,7 @@ def test_where_no_stacked_kernel_is_exact_members_train_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # as on a machine where the stacked optimizer step rounds apart from fit's
-    monkeypatch.setattr(stacked, "optimizer_matches", lambda *_: False)
+    monkeypatch.setattr(kernels, "optimizer_matches", lambda *_: False)
     cfgs = grid(tmp_path)[:2]
     data = [prepare(c.data, c.seed) for c in cfgs]
     data[1] = with_nan_rows(data[1])
@@ -147,9 +147,9 @@ def test_result_is_shaped_like_fit(tmp_path: Path) -> None:
     (member,) = fit_members([cfg])
     # one record per epoch, each with every metric of DESIGN.md section 4
     assert len(member.history) == cfg.train.epochs
-    assert all(set(M.EPOCH_KEYS) <= set(r) for r in member.history)
+    assert all(set(metrics.EPOCH_KEYS) <= set(r) for r in member.history)
     # the summary is the one fit computes from the history
-    assert member.summary == M.summarize(member.history, cfg.train.monitor)
+    assert member.summary == metrics.summarize(member.history, cfg.train.monitor)
     # the model is an ordinary MLP, on the CPU, in eval mode (plots, logging, replay)
     assert isinstance(member.model, MLP) and not member.model.training
     assert member.device == "cpu" and member.threads == 1 and member.seconds > 0

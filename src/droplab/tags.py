@@ -2,7 +2,6 @@
 Optuna user attributes, artifact names. Resuming a study or a comparison finds its runs by
 these, so each is spelled once, here (metric names live in :mod:`droplab.metrics`)."""
 
-
 # MLflow run status and droplab.state values (a trial's state mirrors Optuna's)
 FINISHED = "FINISHED"
 FAILED = "FAILED"

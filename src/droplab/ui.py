@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from droplab import interrupts, tags
+from droplab import interrupts
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import (
     artifact_root,
@@ -36,7 +36,7 @@ from droplab.config.paths import (
 )
 from droplab.config.schema import Config, ConfigError
 
-tags.HOST, MLFLOW_PORT, DASHBOARD_PORT = "127.0.0.1", 5000, 8080
+HOST, MLFLOW_PORT, DASHBOARD_PORT = "127.0.0.1", 5000, 8080
 
 
 MLFLOW, DASHBOARD = "MLflow UI", "optuna-dashboard"
@@ -87,7 +87,7 @@ class Child:
 
 def serve(
     cfg: Config,
-    host: str = tags.HOST,
+    host: str = HOST,
     port: int = MLFLOW_PORT,
     dashboard_port: int = DASHBOARD_PORT,
     ready: Callable[[dict[str, str]], None] | None = None,
@@ -374,7 +374,7 @@ def _dashboard_main(argv: Sequence[str]) -> None:
 
     import optuna_dashboard
 
-    from droplab.storage import open_storage
+    from droplab.study.storage import open_storage
 
     host, port = argv[0], int(argv[1])
 

@@ -98,9 +98,7 @@ def members(cfg: Config, cells: Sequence[Cell]) -> list[Member]:
     """Every (cell, seed), seed-major: an interruption leaves whole paired replicates."""
     seeds = cfg.compare.seeds
     return [
-        Member(c, s, with_overrides(cfg, {**c.overrides, "seed": s}))
-        for s in seeds
-        for c in cells
+        Member(c, s, with_overrides(cfg, {**c.overrides, "seed": s})) for s in seeds for c in cells
     ]
 
 

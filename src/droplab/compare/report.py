@@ -54,7 +54,10 @@ def write_comparison_report(cfg: Config) -> ComparisonReport:
     if len(records) < len(todo):
         notes.append(f"{len(todo) - len(records)} of {len(todo)} seed runs are not finished yet")
     report = render(cfg, cells, records, analyze(cells, records), notes)
-    labels = {tags.KIND: tags.KIND_COMPARISON, tags.COMPARISON_ID: comparison_id(cells, cfg.compare.seeds)}
+    labels = {
+        tags.KIND: tags.KIND_COMPARISON,
+        tags.COMPARISON_ID: comparison_id(cells, cfg.compare.seeds),
+    }
     for parent in find_runs(tracker, labels)[:1]:  # refresh the report on the parent run
         log_report(tracker, parent.info.run_id, report)
     return report

@@ -25,7 +25,7 @@ from typing import Any
 from droplab import metrics, tags
 from droplab.compare import stats
 from droplab.compare.plan import MAX_STACK, Cell, Member, comparison_id, members, plan
-from droplab.compare.report import ComparisonReport
+from droplab.compare.report import ComparisonReport, log_report, render
 from droplab.compare.results import (
     ComparisonFailed,
     ComparisonOutcome,
@@ -183,7 +183,11 @@ def _train_members(ctx: _Context, group: Sequence[Member]) -> list[SeedRecord]:
 
 
 def _seed_tags(ctx: _Context, m: Member) -> dict[str, str]:
-    return {tags.COMPARISON_ID: ctx.comparison_id, tags.CELL_KEY: m.cell.key, tags.SEED: str(m.seed)}
+    return {
+        tags.COMPARISON_ID: ctx.comparison_id,
+        tags.CELL_KEY: m.cell.key,
+        tags.SEED: str(m.seed),
+    }
 
 
 def _train_one(ctx: _Context, m: Member) -> SeedRecord:
@@ -305,8 +309,6 @@ def _report(
     ctx: _Context, records: Mapping[tuple[str, int], SeedRecord], outcome: ComparisonOutcome
 ) -> ComparisonReport | None:
     """Write the report and log its files on the parent run (tables at the top level)."""
-    from droplab.compare_report import log_report, render  # late: they import this module
-
     try:
         report = render(ctx.cfg, outcome.cells, records, outcome.stats)
     except Exception as exc:  # a report problem must not lose a finished comparison

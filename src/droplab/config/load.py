@@ -26,8 +26,9 @@ DEFAULT_FILE = "default.yaml"
 
 def default_yaml_path() -> Path:
     """``conf/default.yaml``: inside the installed package, or at the repository root."""
-    packaged = Path(__file__).parent / "conf" / DEFAULT_FILE
-    return packaged if packaged.exists() else Path(__file__).parents[2] / "conf" / DEFAULT_FILE
+    package = Path(__file__).parents[1]  # src/droplab (or site-packages/droplab)
+    packaged = package / "conf" / DEFAULT_FILE
+    return packaged if packaged.exists() else package.parents[1] / "conf" / DEFAULT_FILE
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

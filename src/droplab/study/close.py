@@ -16,6 +16,9 @@ from droplab import metrics, tags
 from droplab.config.identity import mask_secrets, public_dict
 from droplab.config.load import with_overrides
 from droplab.config.schema import Config
+from droplab.data.splits import prepare
+from droplab.fit.trainer import build_model
+from droplab.study.report import write_report
 from droplab.study.trials import best_trials, top_trials
 from droplab.tracking.runs import failure_reason, log_activations
 from droplab.tracking.store import MlflowTracker, Tracker
@@ -118,16 +121,11 @@ def _log_summary(
         _log_best_model(cfg, tracker, parent_id, best[0])
 
 
-def _log_best_model(
-    cfg: Config, tracker: Tracker, parent_id: str, trial: FrozenTrial
-) -> None:
+def _log_best_model(cfg: Config, tracker: Tracker, parent_id: str, trial: FrozenTrial) -> None:
     """Rebuild the best trial's network from its saved weights and log it on the parent,
     with its activations picture on the trial's own run (trials skip it: 0.2 s each)."""
     if not isinstance(tracker, MlflowTracker):
         return
-    from droplab.data import prepare
-    from droplab.training import build_model
-
     trial_cfg = with_overrides(cfg, dict(trial.params))
     data = prepare(trial_cfg.data, trial_cfg.seed)
     model = build_model(trial_cfg, data)
@@ -145,8 +143,6 @@ def _log_best_model(
 def _log_report(cfg: Config, outcome: StudyOutcome) -> Path | None:
     """The report (its own module logs the files to the parent run)."""
     try:
-        from droplab.report import write_report
-
         return write_report(cfg).html
     except Exception as exc:  # a report problem must not lose a finished study
         outcome.notes.append(f"report not written: {failure_reason(exc)}")

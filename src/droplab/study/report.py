@@ -121,7 +121,11 @@ def test_score(cfg: Config, study: optuna.Study) -> dict[str, float] | None:
         ``test/auprc``, ``test/auroc`` and ``test/loss``; None when no saved model exists.
     """
     best = best_trials(study)
-    if not best or not best[0].user_attrs.get(tags.MODEL) or not best[0].user_attrs.get(tags.RUN_ID):
+    if (
+        not best
+        or not best[0].user_attrs.get(tags.MODEL)
+        or not best[0].user_attrs.get(tags.RUN_ID)
+    ):
         return None
     from mlflow.tracking import MlflowClient
 
@@ -130,7 +134,9 @@ def test_score(cfg: Config, study: optuna.Study) -> dict[str, float] | None:
     model = build_model(trial_cfg, data)
     client = MlflowClient(tracking_uri=tracking_uri(cfg))
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(str(best[0].user_attrs[tags.RUN_ID]), tags.MODEL_FILE, tmp)
+        local = client.download_artifacts(
+            str(best[0].user_attrs[tags.RUN_ID]), tags.MODEL_FILE, tmp
+        )
         model.load_state_dict(torch.load(local, map_location="cpu", weights_only=True))
     return _evaluate_test(trial_cfg, model, data)
 

@@ -22,7 +22,7 @@ from droplab.config.paths import study_name
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
 from droplab.study import space, storage
-from droplab.study.close import StudyOutcome
+from droplab.study.close import StudyOutcome, summarize_study
 from droplab.study.trial import WorkerSpec, run_closer
 from droplab.study.workers import run_processes, work
 from droplab.tracking.connect import make_tracker
@@ -100,9 +100,7 @@ def _sampler_worker(url: str) -> int:
     return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_003
 
 
-def _parent_run(
-    cfg: Config, study: optuna.Study, tracker: Tracker, url: str
-) -> str | None:
+def _parent_run(cfg: Config, study: optuna.Study, tracker: Tracker, url: str) -> str | None:
     """The study's MLflow parent run: created once, reopened when the study resumes."""
     if not cfg.tracking.enabled:
         return None
@@ -142,7 +140,5 @@ def _finish(
     seconds: float,
 ) -> StudyOutcome:
     """Summarise the study on its parent run (metrics, config, report, best model)."""
-    from droplab.study_summary import summarize_study  # late: it imports the report
-
     new = [t for t in study.get_trials(deepcopy=False) if t.number not in before]
     return summarize_study(cfg, study, tracker, parent_id, url, new, seconds)

@@ -27,9 +27,7 @@ def make_tracker(cfg: Config) -> Tracker:
         # Processes started together on a fresh store take turns to create it: MLflow's
         # schema migrations fail when several run at once.
         with schema_lock(uri):
-            return MlflowTracker(
-                uri, experiment_name(cfg), None if remote else artifact_root(cfg)
-            )
+            return MlflowTracker(uri, experiment_name(cfg), None if remote else artifact_root(cfg))
     except Exception as exc:  # bad URI scheme, driver missing, database refused...
         raise ConfigError(
             f"tracking.uri={mask_secrets(uri)} cannot be used: {first_line(exc)}"
@@ -57,7 +55,5 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
                 return
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigError(
-            f"tracking.uri={mask_secrets(uri)} is unreachable: {reason}"
-        ) from None
+        raise ConfigError(f"tracking.uri={mask_secrets(uri)} is unreachable: {reason}") from None
     raise ConfigError(f"tracking.uri={mask_secrets(uri)} is not an MLflow server")

@@ -138,7 +138,14 @@ def run_fit(
     """
     data = data or prepare(cfg.data, cfg.seed)
     run_id = open_run(
-        cfg, tracker, data, kind=kind, name=name, parent_id=parent_id, labels=tags, on_start=on_start
+        cfg,
+        tracker,
+        data,
+        kind=kind,
+        name=name,
+        parent_id=parent_id,
+        labels=tags,
+        on_start=on_start,
     )
     seen: list[dict[str, float]] = []
     try:
@@ -198,7 +205,10 @@ def log_fitted(
     return TrackedFit(run_id, result)
 
 
-_RUN_FOR_STATE = {tags.COMPLETE: (tags.FINISHED, tags.COMPLETE), tags.PRUNED: (tags.KILLED, tags.PRUNED)}
+_RUN_FOR_STATE = {
+    tags.COMPLETE: (tags.FINISHED, tags.COMPLETE),
+    tags.PRUNED: (tags.KILLED, tags.PRUNED),
+}
 
 
 def reconcile_runs(tracker: Tracker, parent_id: str, states: Mapping[str, str]) -> int:

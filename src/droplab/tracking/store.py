@@ -261,9 +261,7 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000)
 
 
-def find_runs(
-    tracker: Tracker, tags: Mapping[str, str], status: str | None = None
-) -> list[Any]:
+def find_runs(tracker: Tracker, tags: Mapping[str, str], status: str | None = None) -> list[Any]:
     """Runs of the tracker's experiment with all ``tags`` (and ``status``), oldest first."""
     if not isinstance(tracker, MlflowTracker):
         return []
