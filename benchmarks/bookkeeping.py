@@ -1,12 +1,13 @@
 """Issue 5 part 3: the share of a study's wall time spent outside training.
 
-Runs ``droplab.study.run(cfg)`` (the experiment ``fraud_dropout_width``: 20 trials over
+Runs ``droplab.study.run.run(cfg)`` (the experiment ``fraud_dropout_width``: 20 trials over
 dropout x width 16-1024, median pruning, MLflow tracking on, a fresh ``paths.runs`` each time)
 ``--repeats`` times, with ``--epochs 10`` instead of the experiment's 20 by default: five
 studies then fit the bench's budget, and shorter fits make bookkeeping's share larger, so the
 default is the stricter test (``--epochs 0`` runs the experiment as written).
 
-``droplab.training.fit`` is wrapped (monkeypatched where ``tracking`` imported it) to sum the
+``droplab.fit.trainer.fit`` is wrapped (monkeypatched where ``tracking.runs`` imported it) to
+sum the
 seconds spent in fits, and each epoch hook handed to ``fit`` is timed too: the per-epoch
 MLflow ``log_batch`` and the pruner's report run *inside* ``fit``, so the strict figure moves
 them to the bookkeeping side. The main bookkeeping calls (Optuna ask/tell, storage, MLflow
@@ -31,9 +32,11 @@ from typing import Any
 import common
 import optuna
 
-from droplab import config as C
-from droplab import storage, study, study_summary, tracking
 from droplab.config import Config, load_config
+from droplab.study import close, storage, trial
+from droplab.study import run as study_run
+from droplab.tracking import runs
+from droplab.tracking.store import MlflowTracker
 
 TARGET = 0.05
 STORE = "MLflow client and experiment (store creation)"
@@ -51,33 +54,33 @@ TINY = [
 # (owner, attribute, label): the bookkeeping calls whose time is reported. Nested calls
 # (e.g. log_model inside the best-model step) are reported inclusive, under their own label.
 TIMED: list[tuple[Any, str, str]] = [
-    (study, "prepare", "data preparation (study start)"),
-    (study, "open_study", "open or create the Optuna study"),
-    (tracking, "make_tracker", STORE),
-    (study, "_parent_run", "MLflow parent run"),
+    (study_run, "prepare", "data preparation (study start)"),
+    (study_run, "open_study", "open or create the Optuna study"),
+    (study_run, "make_tracker", STORE),
+    (study_run, "_parent_run", "MLflow parent run"),
     (optuna.Study, "ask", "Optuna ask (sampling)"),
     (optuna.Study, "tell", "Optuna tell"),
     (storage, "recover_stale", "stale-trial recovery"),
     (storage, "slots_taken", "slot counting"),
-    (C, "with_overrides", "trial config (with_overrides)"),
-    (tracking, "run_tags", "run tags (git state, config hash)"),
-    (tracking.MlflowTracker, "start", "MLflow create_run"),
-    (tracking.MlflowTracker, "log_params", "MLflow log_params"),
-    (tracking.MlflowTracker, "log_dataset", "MLflow log_inputs (dataset)"),
-    (tracking.MlflowTracker, "log_metrics", "MLflow log_batch (metrics)"),
-    (tracking.MlflowTracker, "log_epoch", "MLflow per-epoch log_batch (queued to a thread)"),
-    (tracking.MlflowTracker, "flush", "MLflow waiting for the epoch writes"),
-    (tracking.MlflowTracker, "set_tags", "MLflow set_tags"),
-    (tracking.MlflowTracker, "log_dict", "MLflow log_dict (manifest)"),
-    (tracking.MlflowTracker, "log_artifact", "MLflow log_artifact"),
-    (tracking.MlflowTracker, "end", "MLflow end run"),
-    (tracking.MlflowTracker, "log_model", "MLflow log_model (best model)"),
-    (tracking, "manifest", "run manifest (package versions)"),
-    (tracking, "log_activations", "activations plot"),
-    (study, "_save_model", "save trial model (new best)"),
-    (study, "_finish", "study summary (all of the below)"),
-    (study_summary, "_log_best_model", "best model on the parent run"),
-    (study_summary, "_log_report", "report"),
+    (trial, "with_overrides", "trial config (with_overrides)"),
+    (runs, "run_tags", "run tags (git state, config hash)"),
+    (MlflowTracker, "start", "MLflow create_run"),
+    (MlflowTracker, "log_params", "MLflow log_params"),
+    (MlflowTracker, "log_dataset", "MLflow log_inputs (dataset)"),
+    (MlflowTracker, "log_metrics", "MLflow log_batch (metrics)"),
+    (MlflowTracker, "log_epoch", "MLflow per-epoch log_batch (queued to a thread)"),
+    (MlflowTracker, "flush", "MLflow waiting for the epoch writes"),
+    (MlflowTracker, "set_tags", "MLflow set_tags"),
+    (MlflowTracker, "log_dict", "MLflow log_dict (manifest)"),
+    (MlflowTracker, "log_artifact", "MLflow log_artifact"),
+    (MlflowTracker, "end", "MLflow end run"),
+    (MlflowTracker, "log_model", "MLflow log_model (best model)"),
+    (runs, "manifest", "run manifest (package versions)"),
+    (close, "log_activations", "activations plot"),
+    (trial, "_save_model", "save trial model (new best)"),
+    (study_run, "_finish", "study summary (all of the below)"),
+    (close, "_log_best_model", "best model on the parent run"),
+    (close, "_log_report", "report"),
 ]
 
 
@@ -134,11 +137,11 @@ class Clock:
 @contextmanager
 def patched(clock: Clock) -> Iterator[None]:
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in TIMED]
-    saved.append((tracking, "fit", tracking.fit))
+    saved.append((runs, "fit", runs.fit))
     try:
         for owner, name, label in TIMED:
             setattr(owner, name, clock.wrap(getattr(owner, name), label))
-        tracking.fit = clock.wrap_fit(tracking.fit)
+        runs.fit = clock.wrap_fit(runs.fit)
         yield
     finally:
         for owner, name, original in saved:
@@ -155,7 +158,7 @@ def one_study(
         cfg = load_config(experiment, [*overrides, *where, f"paths.runs={tmp}"])
         with patched(clock):
             start = time.perf_counter()
-            outcome = study.run(cfg)
+            outcome = study_run.run(cfg)
             wall = time.perf_counter() - start
     return wall, dict(clock.seconds), outcome
 
@@ -165,7 +168,7 @@ def profile(overrides: list[str], experiment: str, top: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(experiment, [*overrides, f"paths.runs={tmp}"])
         prof = cProfile.Profile()
-        prof.runcall(study.run, cfg)
+        prof.runcall(study_run.run, cfg)
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
     return out.getvalue()

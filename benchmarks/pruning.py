@@ -23,8 +23,10 @@ from typing import Any
 import common
 from optuna.trial import TrialState
 
-from droplab import storage, study, tracking
 from droplab.config import load_config
+from droplab.study import run as study_run
+from droplab.study import storage
+from droplab.tracking import runs
 
 EPOCH_TARGET = 0.50
 AUPRC_TARGET = 0.02
@@ -46,7 +48,7 @@ TINY = [
 def run_study(pruner: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
     """One study; returns its epoch counts, best value and wall time."""
     hook_epochs = [0]
-    original = tracking.fit
+    original = runs.fit
 
     def counting_fit(cfg: Any, data: Any = None, hooks: Sequence[Any] = ()) -> Any:
         def count(epoch: int, values: Any) -> None:
@@ -65,14 +67,14 @@ def run_study(pruner: str, seed: int, overrides: Sequence[str]) -> dict[str, Any
                 f"paths.runs={tmp}",
             ],
         )
-        tracking.fit = counting_fit
+        runs.fit = counting_fit
         start = time.perf_counter()
         try:
-            study.run(cfg)
+            study_run.run(cfg)
             seconds = time.perf_counter() - start
         finally:
-            tracking.fit = original
-        loaded = study.open_study(cfg, storage.check_storage(cfg))
+            runs.fit = original
+        loaded = study_run.open_study(cfg, storage.check_storage(cfg))
         trials = loaded.get_trials(deepcopy=False)
         reported = sum(len(t.intermediate_values) for t in trials)
         states = [t.state for t in trials]

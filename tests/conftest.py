@@ -14,8 +14,10 @@ import optuna
 import psycopg
 import pytest
 
-from droplab import ui
+from droplab import runtime, ui
 from droplab.config import Config, load_config
+
+runtime.setup()  # what the CLI does first: MLflow retry defaults, quiet logs, headless plots
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = "postgresql://postgres@127.0.0.1:5432"

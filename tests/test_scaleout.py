@@ -251,8 +251,8 @@ def test_the_slot_lock_holds_across_machines(cluster: Cluster, tmp_path: Path) -
 def test_a_trial_left_by_a_dead_machine_is_failed(cluster: Cluster, tmp_path: Path) -> None:
     study, _ = _study_on(cluster, tmp_path, f"scaleout-{uuid.uuid4().hex[:8]}")
     trial = study.ask()
-    trial.set_user_attr(storage.HOST, "another-machine")
-    trial.set_user_attr(storage.PID, 12345)
+    trial.set_user_attr(tags.HOST, "another-machine")
+    trial.set_user_attr(tags.PID, 12345)
     study._storage.record_heartbeat(trial._trial_id)  # it beat once, then its machine died
     time.sleep(3.0)  # longer than the grace period, 2 x heartbeat_seconds
     closed: list[int] = []

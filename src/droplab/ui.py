@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from droplab import interrupts
+from droplab import interrupts, runtime
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import (
     artifact_root,
@@ -369,6 +369,7 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
 
 def _dashboard_main(argv: Sequence[str]) -> None:
     """Child entry: optuna-dashboard on ``$DROPLAB_UI_STORAGE`` (RDB URL or journal file)."""
+    runtime.setup()
     import socketserver
     from wsgiref.simple_server import WSGIServer, make_server
 
@@ -386,3 +387,7 @@ def _dashboard_main(argv: Sequence[str]) -> None:
     server = make_server(host, port, app, server_class=ThreadingServer)
     print(f"optuna-dashboard listening on {base_url(host, port)}", flush=True)
     server.serve_forever()
+
+
+if __name__ == "__main__":
+    _dashboard_main(sys.argv[1:])

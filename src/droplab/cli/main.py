@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from droplab import interrupts
+from droplab import interrupts, runtime
 from droplab.config.schema import DataConfig
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT = 0, 1, 2
@@ -168,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage line
         return EXIT_OK if exc.code == 0 else EXIT_BAD_INPUT
+    runtime.setup()
     interrupts.install()
     try:
         return COMMANDS[ns.command](ns)

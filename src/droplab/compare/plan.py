@@ -1,4 +1,5 @@
-"""A comparison's plan: the cells of ``compare.grid`` (each with its baseline), the members (cell x seed)."""
+"""A comparison's plan: the cells of ``compare.grid``, each with its baseline, and the members
+(cell x seed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Report pages as blocks (heading, paragraph, list, table, image), rendered to Markdown and HTML."""
+"""Report pages as blocks (heading, paragraph, list, table, image), rendered to Markdown and
+HTML."""
 
 from __future__ import annotations
 

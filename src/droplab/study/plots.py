@@ -1,4 +1,5 @@
-"""The study report's figures: gap heatmap, gap by width band, learning curves, history, importances, Pareto front."""
+"""The study report's figures: gap heatmap, gap by width band, learning curves, optimisation
+history, parameter importances, Pareto front."""
 
 from __future__ import annotations
 

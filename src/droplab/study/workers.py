@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from droplab import interrupts
+from droplab import interrupts, runtime
 from droplab.config.identity import to_dict
 from droplab.config.load import from_dict
 from droplab.config.paths import study_name
@@ -95,6 +95,7 @@ def _worker_main(
     tree: dict[str, Any], url: str, parent_id: str | None, attempts: int, index: int
 ) -> None:
     """Entry of a spawned worker process: own storage connection, own MLflow client."""
+    runtime.setup()
     interrupts.install()
     cfg = from_dict(tree)
     backend_heartbeat = None if storage.is_journal(url) else cfg.study.heartbeat_seconds

@@ -1,4 +1,5 @@
-"""Before anything is written: probe a tracking server, check a local store's folder, open the store."""
+"""Before anything is written: probe a tracking server, check a local store's folder, open the
+store."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ Reads (find runs, metric histories, downloads) go through it too.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
@@ -87,8 +86,6 @@ class MlflowTracker(Tracker):
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
-        # MLflow prints "View run ... at: URL" on every run it ends through a server.
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         self.experiment_id = self._experiment(experiment, artifact_location)
