@@ -7,8 +7,7 @@ studies then fit the bench's budget, and shorter fits make bookkeeping's share l
 default is the stricter test (``--epochs 0`` runs the experiment as written).
 
 ``droplab.fit.trainer.fit`` is wrapped (monkeypatched where ``tracking.runs`` imported it) to
-sum the
-seconds spent in fits, and each epoch hook handed to ``fit`` is timed too: the per-epoch
+sum the seconds spent in fits, and each epoch hook handed to ``fit`` is timed too: the per-epoch
 MLflow ``log_batch`` and the pruner's report run *inside* ``fit``, so the strict figure moves
 them to the bookkeeping side. The main bookkeeping calls (Optuna ask/tell, storage, MLflow
 writes, the summary, report and best model) are timed the same way, to show where the time
