@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     ui.add_argument("--port", type=int, default=5000, help="MLflow UI port")
     ui.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard port")
+    config = sub.add_parser("config", help="print the resolved config (what a run would use)")
+    config.add_argument("--diff", action="store_true", help=argparse.SUPPRESS)
+    config.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        help="[EXP.yaml] [key=value ...] [--diff: only what differs from conf/default.yaml]",
+    )
     data = sub.add_parser("data", help="data utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="export the synthetic fraud table as CSV")
@@ -127,6 +134,17 @@ def _ui(ns: argparse.Namespace) -> int:
     return serve(load_config(experiment, overrides), ns.host, ns.port, ns.dashboard_port)
 
 
+def _config(ns: argparse.Namespace) -> int:
+    from droplab.cli.summaries import config_yaml
+    from droplab.config.load import load_config
+
+    diff = ns.diff or "--diff" in ns.args  # first, or anywhere among the overrides
+    experiment, overrides = _split_args([a for a in ns.args if a != "--diff"])
+    cfg = load_config(experiment, overrides)
+    print(config_yaml(cfg, load_config() if diff else None), end="")
+    return EXIT_OK
+
+
 def _data(ns: argparse.Namespace) -> int:
     from droplab.data import export_synthetic
 
@@ -144,6 +162,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": _replay,
     "report": _report,
     "ui": _ui,
+    "config": _config,
     "data": _data,
 }
 
