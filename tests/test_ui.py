@@ -28,6 +28,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from droplab import ui
+from droplab.cli.main import main
 from droplab.config import Config, ConfigError, experiment_name
 from droplab.study.run import run
 
@@ -454,3 +455,26 @@ def test_store_urls_stay_out_of_argv(tmp_path: Path) -> None:
         assert any("hunter2" in value for value in service.env.values())
         # and what is printed is masked
         assert "hunter2" not in service.store and "***" in service.store
+
+
+def test_odd_states_of_paths_runs_are_one_line_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "optuna.db").write_bytes(b"")  # an empty SQLite file is a valid (empty) database
+    (runs / "ui").write_text("not a folder")
+    args = ["ui", f"paths.runs={runs}", "--port", str(free_port())]
+    args += ["--dashboard-port", str(free_port())]
+    # a file where the log folder goes: exit 2, one line naming the folder
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ui" in err[0] and "file is in the way" in err[0], err
+    (runs / "ui").unlink()
+    (runs / "mlflow.db").write_text("this is not a database")
+    # an unreadable MLflow store: exit 2, one line naming the key and the reason
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("droplab: error: tracking.uri=") and "not a database" in err[-1]
+    # and no server was started: the log folder holds no server log
+    assert not list((runs / "ui").glob("*.log"))

@@ -8,23 +8,19 @@ children and returns 130 (143); a child that dies returns 1 with the tail of its
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
+import sqlite3
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from droplab import interrupts, runtime
+from droplab import interrupts
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import (
     artifact_root,
@@ -35,6 +31,19 @@ from droplab.config.paths import (
     tracking_uri,
 )
 from droplab.config.schema import Config, ConfigError
+from droplab.ui.processes import (
+    NO_PROXY,
+    Child,
+    Service,
+    UiError,
+    base_url,
+    check_ports,
+    is_loopback,
+    launch,
+    stop,
+    wait_ready,
+    watch,
+)
 
 HOST, MLFLOW_PORT, DASHBOARD_PORT = "127.0.0.1", 5000, 8080
 
@@ -43,9 +52,6 @@ MLFLOW, DASHBOARD = "MLflow UI", "optuna-dashboard"
 
 
 STORAGE_ENV = "DROPLAB_UI_STORAGE"  # the dashboard child reads its storage URL from here
-
-
-READY_SECONDS = 120.0  # the MLflow server takes ~15 s to answer on 2 busy cores
 
 
 # Children inherit the environment; these only apply where the user has not set them.
@@ -57,32 +63,6 @@ _MLFLOW_ENV = {
 
 # The MLflow UI opens on its GenAI overview unless told that this is model training.
 _TRAINING_VIEW = "runs?workflowType=machine_learning"
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class UiError(RuntimeError):
-    """A UI server did not start or stopped on its own; the message ends with its log tail."""
-
-
-@dataclass(frozen=True)
-class Service:
-    """One UI: where it answers, and how to start it (no ``argv``: it is already running)."""
-
-    name: str
-    url: str
-    store: str
-    argv: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    probe: str | None = None
-
-
-@dataclass
-class Child:
-    service: Service
-    proc: subprocess.Popen[bytes]
-    log: Path
 
 
 def serve(
@@ -132,8 +112,9 @@ def serve(
 
 
 def plan(cfg: Config, host: str, port: int, dashboard_port: int) -> list[Service]:
-    """The UIs to show for ``cfg``: checked ports, existing stores, masked URLs."""
-    _check_ports(host, port, dashboard_port)
+    """The UIs to show for ``cfg``: checked ports, readable stores, a log folder, masked URLs."""
+    check_ports(host, port, dashboard_port)
+    _check_log_dir(runs_dir(cfg) / "ui")
     candidates = (mlflow_service(cfg, host, port), dashboard_service(cfg, host, dashboard_port))
     services = [s for s in candidates if s is not None]
     if not services:
@@ -153,6 +134,7 @@ def mlflow_service(cfg: Config, host: str, port: int) -> Service | None:
     if _missing(uri):
         print(f"droplab: no MLflow store at {uri} yet; MLflow UI not started", file=sys.stderr)
         return None
+    _check_readable(uri, "tracking.uri")
     root = artifact_root(cfg)
     argv = (
         *(sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)),
@@ -169,6 +151,7 @@ def dashboard_service(cfg: Config, host: str, port: int) -> Service | None:
     if _missing(url):
         print(f"droplab: no Optuna storage at {url} yet; dashboard not started", file=sys.stderr)
         return None
+    _check_readable(url, "study.storage")
     argv = (sys.executable, "-m", "droplab.ui", host, str(port))
     web = base_url(host, port)
     return Service(
@@ -183,14 +166,30 @@ def _missing(url: str) -> bool:
     return "://" not in url and not Path(url).exists()
 
 
-def is_loopback(host: str) -> bool:
-    """``127.0.0.1``, ``::1``, ``localhost``: reachable from this machine only."""
-    if host == "localhost":
-        return True
+def _check_readable(url: str, key: str) -> None:
+    """A local store the servers could not open (not a database, unreadable) is refused in one
+    line here, not as a server's traceback after it started."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").split("?")[0]
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{key}={mask_secrets(url)} cannot be read: {exc}") from None
+    elif "://" not in url and not (Path(url).is_file() and os.access(url, os.R_OK)):
+        raise ConfigError(f"{key}={url} cannot be read: not a readable journal file")
+
+
+def _check_log_dir(logs: Path) -> None:
+    """The servers' logs go to ``<paths.runs>/ui``: it must be (or become) a writable folder."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        logs.mkdir(parents=True, exist_ok=True)
+        probe = logs / ".droplab-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        reason = "a file is in the way" if logs.exists() and not logs.is_dir() else exc.strerror
+        raise ConfigError(f"cannot write the UI logs to {logs}: {reason}") from None
 
 
 def exposure_warning(host: str) -> str:
@@ -201,92 +200,6 @@ def exposure_warning(host: str) -> str:
         "headers unless MLFLOW_SERVER_ALLOWED_HOSTS is set. Prefer an SSH tunnel: "
         "ssh -L 5000:127.0.0.1:5000 -L 8080:127.0.0.1:8080 HOST"
     )
-
-
-def base_url(host: str, port: int) -> str:
-    """The URL a browser on this machine opens (a wildcard bind is reached on loopback)."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
-def _check_ports(host: str, *ports: int) -> None:
-    if len(set(ports)) != len(ports):
-        raise ConfigError(f"--port and --dashboard-port must differ, got {ports[0]} for both")
-    for port in ports:
-        if not 1 <= port <= 65535:
-            raise ConfigError(f"port {port} is out of range; allowed: 1..65535")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            # as the servers do: a port that only has connections closing is free to listen on
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
-                    "--port/--dashboard-port or stop what uses it"
-                ) from None
-
-
-def launch(services: Sequence[Service], logs: Path) -> list[Child]:
-    """Start the services that have a command, each in its own process group."""
-    logs.mkdir(parents=True, exist_ok=True)
-    children = []
-    for service in services:
-        if not service.argv:
-            continue
-        log = logs / f"{service.name.split()[0].lower()}.log"
-        with open(log, "wb") as out:  # the child keeps its own descriptor
-            proc = subprocess.Popen(
-                service.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **service.env},
-                start_new_session=True,  # Ctrl-C reaches us only; we stop the whole group
-            )
-        children.append(Child(service, proc, log))
-    return children
-
-
-def wait_ready(children: Sequence[Child], timeout: float = READY_SECONDS) -> None:
-    """Block until every child answers HTTP on its probe URL.
-
-    Raises:
-        UiError: a child exited, or did not answer within ``timeout`` seconds.
-    """
-    pending = list(children)
-    deadline = time.monotonic() + timeout
-    while pending:
-        for child in list(pending):
-            if child.proc.poll() is not None:
-                raise UiError(_died(child))
-            if answers(str(child.service.probe)):
-                pending.remove(child)
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(c.service.name for c in pending)
-            raise UiError(f"{names} did not answer within {timeout:.0f} s; log: {pending[0].log}")
-        time.sleep(0.25)
-
-
-def answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether an HTTP server answers at ``url`` (any status; proxies bypassed)."""
-    try:
-        with _NO_PROXY.open(url, timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def _died(child: Child) -> str:
-    tail = child.log.read_text(errors="replace").strip().splitlines()[-15:]
-    text = "\n  ".join(mask_secrets(line) for line in tail)
-    return f"{child.service.name} exited with code {child.proc.returncode}; {child.log}:\n  {text}"
 
 
 def deep_links(cfg: Config, services: Sequence[Service]) -> dict[str, str]:
@@ -309,7 +222,7 @@ def deep_links(cfg: Config, services: Sequence[Service]) -> dict[str, str]:
 
 def _get_json(url: str) -> Any:
     try:
-        with _NO_PROXY.open(url, timeout=10) as response:
+        with NO_PROXY.open(url, timeout=10) as response:
             return json.loads(response.read())
     except (OSError, ValueError):  # absent experiment (404), unreachable: keep the base URL
         return None
@@ -325,69 +238,3 @@ def print_urls(
         print(f"  {'':<16} store {service.store}; {how}")
     print("  Ctrl-C stops " + (" and ".join(started) if started else "nothing (none started)"))
     sys.stdout.flush()  # the URLs must show at once, also through a pipe
-
-
-def watch(children: Sequence[Child]) -> int:
-    """Wait for Ctrl-C; a child that stops on its own ends the wait with code 1."""
-    while True:
-        for child in children:
-            if child.proc.poll() is not None:
-                raise UiError(_died(child))
-        time.sleep(0.5)
-
-
-def stop(children: Sequence[Child], grace: float = 15.0) -> None:
-    """SIGTERM each child's process group, then SIGKILL what is left after ``grace`` s."""
-    for child in children:
-        _signal_group(child.proc, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for child in children:
-        try:
-            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            while _group_alive(child.proc) and time.monotonic() < deadline:
-                time.sleep(0.1)  # the server's workers finish after their parent
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            pass
-        _signal_group(child.proc, signal.SIGKILL)  # whatever outlived the grace period
-        child.proc.wait()
-
-
-def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
-    try:
-        os.killpg(proc.pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
-    try:
-        os.killpg(proc.pid, signum)  # the group we created: its id is the child's pid
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _dashboard_main(argv: Sequence[str]) -> None:
-    """Child entry: optuna-dashboard on ``$DROPLAB_UI_STORAGE`` (RDB URL or journal file)."""
-    runtime.setup()
-    import socketserver
-    from wsgiref.simple_server import WSGIServer, make_server
-
-    import optuna_dashboard
-
-    from droplab.study.storage import open_storage
-
-    host, port = argv[0], int(argv[1])
-
-    class ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-    app = optuna_dashboard.wsgi(open_storage(os.environ[STORAGE_ENV]))
-    server = make_server(host, port, app, server_class=ThreadingServer)
-    print(f"optuna-dashboard listening on {base_url(host, port)}", flush=True)
-    server.serve_forever()
-
-
-if __name__ == "__main__":
-    _dashboard_main(sys.argv[1:])
