@@ -3,6 +3,7 @@ fresh PostgreSQL databases and a real ``mlflow server`` for the tests that need 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
@@ -17,6 +18,9 @@ import pytest
 from droplab import runtime, ui
 from droplab.config import Config, load_config
 
+# A user's own default stores must not leak into the tests' tmp_path stores.
+for _variable in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"):
+    os.environ.pop(_variable, None)
 runtime.setup()  # what the CLI does first: MLflow retry defaults, quiet logs, headless plots
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import yaml
 
 from droplab import metrics
 from droplab.compare.results import ComparisonOutcome
-from droplab.config.identity import public_dict
-from droplab.config.paths import ui_hint
+from droplab.config.identity import mask_secrets, public_dict
+from droplab.config.paths import storage_source, tracking_source, tracking_uri, ui_hint
 from droplab.config.schema import FREE_MAPS, Config
 from droplab.fit.trainer import predict_proba
 from droplab.replay import ReplayResult
@@ -32,6 +32,7 @@ def print_train(cfg: Config, tracked: TrackedFit) -> None:
         ("gap/loss final", f"{s[metrics.FINAL_GAP_LOSS]:+.4f}"),
         ("val AUPRC final", f"{s[metrics.FINAL_VAL_AUPRC]:.4f}"),
         ("MLflow run", tracked.run_id if cfg.tracking.enabled else "(tracking disabled)"),
+        ("MLflow store", store_line(cfg)),
         ("open", ui_hint(cfg)),
     ]
     width = max(len(k) for k, _ in rows)
@@ -47,7 +48,8 @@ def print_study(cfg: Config, outcome: StudyOutcome) -> None:
     """Counts by state, the top trials, failures, and where the results are."""
     counts = ", ".join(f"{n} {s.lower()}" for s, n in outcome.counts.items() if n)
     print(
-        f"\nstudy {outcome.name} ({outcome.storage}): {outcome.started} trial(s) run now "
+        f"\nstudy {outcome.name} ({outcome.storage}, from {storage_source(cfg)}): "
+        f"{outcome.started} trial(s) run now "
         f"in {outcome.seconds:.1f}s; in total {counts or 'none'}"
     )
     if outcome.top:
@@ -71,6 +73,7 @@ def print_study(cfg: Config, outcome: StudyOutcome) -> None:
         print(f"  MLflow parent run: {outcome.parent_run_id}")
     if outcome.report is not None:
         print(f"  report: {outcome.report}")
+    print(f"  MLflow store: {store_line(cfg)}")
     print(f"  open: {ui_hint(cfg)}")
 
 
@@ -95,6 +98,7 @@ def print_comparison(cfg: Config, outcome: ComparisonOutcome) -> None:
     print(f"  MLflow parent run: {outcome.parent_run_id}")
     if report is not None:
         print(f"  table: {report.table_csv}\n  report: {report.html}")
+    print(f"  MLflow store: {store_line(cfg)}")
     print(f"  open: {ui_hint(cfg)}")
 
 
@@ -134,3 +138,10 @@ def _changed(tree: dict[str, Any], base: dict[str, Any], prefix: str = "") -> di
         elif value != other:
             out[key] = value
     return out
+
+
+def store_line(cfg: Config) -> str:
+    """The MLflow store a command used and which setting chose it."""
+    if not cfg.tracking.enabled:
+        return "(tracking disabled)"
+    return f"{mask_secrets(tracking_uri(cfg))} (from {tracking_source(cfg)})"
