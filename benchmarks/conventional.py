@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from droplab.config import Config
-from droplab.data import Dataset
+from droplab.data.splits import Dataset
 from droplab.fit.model import MLP
 
 SPLITS = ("train", "val")

@@ -27,7 +27,7 @@ from conventional import conventional_fit
 from plain_loop import plain_fit
 
 from droplab.config import Config, load_config
-from droplab.data import Dataset, prepare
+from droplab.data.splits import Dataset, prepare
 from droplab.fit.trainer import fit, thread_count
 
 FLOOR_TARGET = 1.10

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from droplab.config import Config, load_config
-from droplab.data import Dataset, prepare
+from droplab.data.splits import Dataset, prepare
 from droplab.fit.model import MLP
 from droplab.fit.scoring import binary_scores
 

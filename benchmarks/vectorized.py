@@ -21,7 +21,7 @@ from typing import Any
 import common
 
 from droplab.config import Config, load_config
-from droplab.data import Dataset, prepare
+from droplab.data.splits import Dataset, prepare
 from droplab.fit.stack.members import fit_members
 from droplab.fit.trainer import fit
 

@@ -12,16 +12,11 @@ import pytest
 import torch
 
 from droplab.config import DataConfig
-from droplab.data import (
-    Batches,
-    DataError,
-    export_synthetic,
-    load_table,
-    prepare,
-    synthesize,
-    table_digest,
-)
-from droplab.data.synthetic import COLUMNS
+from droplab.data.batches import Batches
+from droplab.data.errors import DataError
+from droplab.data.sources import load_table, table_digest
+from droplab.data.splits import prepare
+from droplab.data.synthetic import COLUMNS, export_synthetic, synthesize
 
 SMALL = DataConfig(rows=3000, fraud_rate=0.05, label_noise=0.0)
 

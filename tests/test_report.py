@@ -28,7 +28,7 @@ from droplab.config import (
     tracking_uri,
     with_overrides,
 )
-from droplab.data import prepare
+from droplab.data.splits import prepare
 from droplab.fit.scoring import score
 from droplab.fit.trainer import build_model
 from droplab.study.plots import (

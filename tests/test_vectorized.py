@@ -14,7 +14,7 @@ from torch import nn
 
 from droplab import metrics
 from droplab.config import Config
-from droplab.data import Dataset, prepare
+from droplab.data.splits import Dataset, prepare
 from droplab.fit.lit_module import NonFiniteLoss
 from droplab.fit.model import MLP
 from droplab.fit.stack import kernels

@@ -7,7 +7,7 @@
     result.to_frame()          # one row per trial: params, summary metrics, state, run id
 
 Results are typed; each has ``to_frame()`` giving a pandas DataFrame. Bad input raises
-``droplab.config.ConfigError`` or ``droplab.data.sources.DataError`` (the CLI's exit 2).
+``droplab.config.ConfigError`` or ``droplab.data.errors.DataError`` (the CLI's exit 2).
 """
 
 from __future__ import annotations

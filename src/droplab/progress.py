@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from droplab import metrics
-from droplab.fit.trainer import EpochHook
+
+EpochHook = Callable[[int, Mapping[str, float]], None]  # as droplab.fit.trainer's
 
 
 def progress_bar(epochs: int, desc: str) -> EpochHook:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from droplab import interrupts, runtime
+from droplab.cli.config_view import config_yaml
+from droplab.config.load import load_config
 from droplab.config.schema import DataConfig
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT = 0, 1, 2
@@ -74,33 +76,34 @@ def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
     return None, list(args)
 
 
-def _train(ns: argparse.Namespace) -> int:
-    from droplab.cli.summaries import print_train
-    from droplab.config.load import load_config
-    from droplab.train import train
+# Each command validates its config before it imports torch, Lightning and MLflow (seconds):
+# a refusal, --help and `droplab config` stay well under a second.
 
+
+def _train(ns: argparse.Namespace) -> int:
     experiment, overrides = _split_args(ns.args)
     cfg = load_config(experiment, overrides)
+    from droplab.cli.summaries import print_train
+    from droplab.train import train
+
     print_train(cfg, train(cfg, progress=True))
     return EXIT_OK
 
 
 def _study(ns: argparse.Namespace) -> int:
+    cfg = load_config(ns.experiment, ns.args)
     from droplab.cli.summaries import print_study
-    from droplab.config.load import load_config
     from droplab.study.run import run
 
-    cfg = load_config(ns.experiment, ns.args)
     print_study(cfg, run(cfg, progress=True))
     return EXIT_OK
 
 
 def _compare(ns: argparse.Namespace) -> int:
+    cfg = load_config(ns.experiment, ns.args)
     from droplab.cli.summaries import print_comparison
     from droplab.compare.run import run_comparison
-    from droplab.config.load import load_config
 
-    cfg = load_config(ns.experiment, ns.args)
     print_comparison(cfg, run_comparison(cfg, progress=True))
     return EXIT_OK
 
@@ -115,11 +118,10 @@ def _replay(ns: argparse.Namespace) -> int:
 
 
 def _report(ns: argparse.Namespace) -> int:
+    cfg = load_config(ns.experiment, ns.args)
     from droplab.compare.report import write_comparison_report
-    from droplab.config.load import load_config
     from droplab.study.report import write_report
 
-    cfg = load_config(ns.experiment, ns.args)
     # An experiment with a compare grid is a comparison; otherwise it is a study.
     paths = write_comparison_report(cfg) if cfg.compare.grid else write_report(cfg)
     print(f"report: {paths.html}\n        {paths.markdown}")
@@ -127,17 +129,14 @@ def _report(ns: argparse.Namespace) -> int:
 
 
 def _ui(ns: argparse.Namespace) -> int:
-    from droplab.config.load import load_config
+    experiment, overrides = _split_args(ns.args)
+    cfg = load_config(experiment, overrides)
     from droplab.ui import serve
 
-    experiment, overrides = _split_args(ns.args)
-    return serve(load_config(experiment, overrides), ns.host, ns.port, ns.dashboard_port)
+    return serve(cfg, ns.host, ns.port, ns.dashboard_port)
 
 
 def _config(ns: argparse.Namespace) -> int:
-    from droplab.cli.summaries import config_yaml
-    from droplab.config.load import load_config
-
     diff = ns.diff or "--diff" in ns.args  # first, or anywhere among the overrides
     experiment, overrides = _split_args([a for a in ns.args if a != "--diff"])
     cfg = load_config(experiment, overrides)
@@ -146,7 +145,7 @@ def _config(ns: argparse.Namespace) -> int:
 
 
 def _data(ns: argparse.Namespace) -> int:
-    from droplab.data import export_synthetic
+    from droplab.data.synthetic import export_synthetic
 
     if ns.rows < 10:
         raise UsageError(f"--rows={ns.rows} is too small; allowed: an integer >= 10")
@@ -169,7 +168,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
     from droplab.config.schema import ConfigError
-    from droplab.data.sources import DataError
+    from droplab.data.errors import DataError
 
     return (ConfigError, DataError, UsageError)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from droplab.config.schema import DataConfig
+from droplab.data.errors import DataError
 from droplab.data.synthetic import synthesize
 
 SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
@@ -25,10 +26,6 @@ TOY_Y = (0, 0, 1, 0, 1)
 
 
 MAX_CLASSES = 100
-
-
-class DataError(ValueError):
-    """Bad data. ``str(e)`` is one line naming the problem (the CLI maps it to exit 2)."""
 
 
 @dataclass(frozen=True, eq=False)
