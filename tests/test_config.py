@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from droplab.config import (
     ConfigError,
@@ -34,7 +34,7 @@ def test_defaults_experiment_and_overrides_stack(tmp_path: Path) -> None:
 def test_config_is_frozen() -> None:
     cfg = load_config()
     # configs are values: nothing can change them after validation
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.model.width = 3  # type: ignore[misc]
 
 

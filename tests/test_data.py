@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +85,7 @@ def test_fraud_rate_and_label_noise() -> None:
 
 
 def test_stratified_split_keeps_class_proportions() -> None:
-    data = prepare(replace(SMALL, label_noise=0.05), seed=0)
+    data = prepare(SMALL.model_copy(update={"label_noise": 0.05}), seed=0)
     overall = torch.cat([data.y_train, data.y_val, data.y_test]).float().mean().item()
     for y in (data.y_train, data.y_val, data.y_test):
         # each split has the overall positive rate, within a stratification rounding tolerance
@@ -99,7 +98,7 @@ def test_stratified_split_keeps_class_proportions() -> None:
 
 def test_scaling_is_fit_on_train_only() -> None:
     scaled = prepare(SMALL, seed=0)
-    raw = prepare(replace(SMALL, scale=False), seed=0)
+    raw = prepare(SMALL.model_copy(update={"scale": False}), seed=0)
     # train features are standardised
     assert scaled.x_train.mean(0).abs().max().item() < 1e-4
     assert (scaled.x_train.std(0, unbiased=False) - 1).abs().max().item() < 1e-3
@@ -113,22 +112,22 @@ def test_scaling_is_fit_on_train_only() -> None:
 
 
 def test_train_fraction_subsamples_train_only() -> None:
-    raw = replace(SMALL, scale=False)
+    raw = SMALL.model_copy(update={"scale": False})
     full = prepare(raw, seed=0)
-    half = prepare(replace(raw, train_fraction=0.25), seed=0)
+    half = prepare(raw.model_copy(update={"train_fraction": 0.25}), seed=0)
     # the train split shrinks to the fraction (per-class rounding aside)
     assert abs(len(half.y_train) - 0.25 * len(full.y_train)) <= 2
     # val and test keep exactly the same rows
     assert torch.equal(half.x_val, full.x_val) and torch.equal(half.x_test, full.x_test)
     # the subsample keeps the class balance
     assert half.pos_fraction() == pytest.approx(full.pos_fraction(), abs=0.01)
-    tiny = prepare(replace(SMALL, train_fraction=0.001), seed=0)
+    tiny = prepare(SMALL.model_copy(update={"train_fraction": 0.001}), seed=0)
     # even a tiny fraction keeps one row of each class
     assert tiny.class_counts() == [2, 1]
 
 
 def test_time_split_orders_train_val_test() -> None:
-    data = prepare(replace(SMALL, split="time", scale=False), seed=0)
+    data = prepare(SMALL.model_copy(update={"split": "time", "scale": False}), seed=0)
     t = data.feature_names.index("Time")
     train, val, test = (x[:, t] for x in (data.x_train, data.x_val, data.x_test))
     # train is the past, val the middle, test the future
@@ -137,7 +136,7 @@ def test_time_split_orders_train_val_test() -> None:
 
 def test_time_split_needs_the_time_column(tmp_path: Path) -> None:
     # a time split over a table without the time column is refused
-    cfg = replace(_csv(tmp_path, _frame()), split="time")
+    cfg = _csv(tmp_path, _frame()).model_copy(update={"split": "time"})
     _one_line_error(cfg, "'Time'", "not found")
 
 
@@ -153,7 +152,9 @@ def test_bad_files(tmp_path: Path) -> None:
 
 def test_bad_columns(tmp_path: Path) -> None:
     # a missing target, a text value, NaN and inf are each refused, naming the column
-    _one_line_error(replace(_csv(tmp_path, _frame()), target="label"), "'label'", "Class")
+    _one_line_error(
+        _csv(tmp_path, _frame()).model_copy(update={"target": "label"}), "'label'", "Class"
+    )
     text = _frame().astype({"b": object})
     text.loc[7, "b"] = "abc"
     _one_line_error(_csv(tmp_path, text), "'b'", "not numeric", "'abc'")
@@ -172,7 +173,9 @@ def test_bad_targets(tmp_path: Path) -> None:
     rare = _frame(200).assign(Class=0)
     rare.loc[[10, 20], "Class"] = 1
     _one_line_error(_csv(tmp_path, rare), "too few positives to stratify", "2 of 200")
-    _one_line_error(replace(SMALL, rows=200, fraud_rate=0.005), "too few positives")
+    _one_line_error(
+        SMALL.model_copy(update={"rows": 200, "fraud_rate": 0.005}), "too few positives"
+    )
 
 
 def test_unknown_sources() -> None:

@@ -10,7 +10,7 @@ from optuna.trial import FixedTrial, TrialState
 
 from droplab import metrics, tags
 from droplab.cli.main import main
-from droplab.config import ConfigError, load_config, study_storage
+from droplab.config import ConfigError, load_config, study_storage, to_dict
 from droplab.study import space
 from droplab.study.close import StudyFailed
 from droplab.study.run import open_study, run
@@ -32,10 +32,13 @@ def test_suggest_is_a_pure_function_of_trial_and_space() -> None:
     trial = FixedTrial({"model.dropout": 0.25, "model.width": 128})
     # suggested values come back as dotted config overrides
     assert space.suggest(trial, cfg.study.space) == {"model.dropout": 0.25, "model.width": 128}
-    fixed = {
-        "train.lr": {"type": "fixed", "value": 0.01},
-        "model.activation": {"type": "categorical", "choices": ["relu", "gelu"]},
-    }
+    fixed = load_config(
+        None,
+        [
+            "study.space={train.lr: {type: fixed, value: 0.01},"
+            " model.activation: {type: categorical, choices: [relu, gelu]}}"
+        ],
+    ).study.space
     # fixed values pass through; categorical ones are drawn from the trial
     out = space.suggest(FixedTrial({"model.activation": "gelu"}), fixed)
     assert out == {"train.lr": 0.01, "model.activation": "gelu"}
@@ -44,8 +47,8 @@ def test_suggest_is_a_pure_function_of_trial_and_space() -> None:
 def test_default_space_and_baselines() -> None:
     cfg = load_config()
     # the default experiment searches dropout in [0, 0.8] and width in [16, 1024] (log)
-    assert cfg.study.space["model.dropout"]["high"] == 0.8
-    assert cfg.study.space["model.width"] == {
+    assert cfg.study.space["model.dropout"].high == 0.8
+    assert to_dict(cfg)["study"]["space"]["model.width"] == {
         "type": "int",
         "low": 16,
         "high": 1024,

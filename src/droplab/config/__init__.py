@@ -1,11 +1,14 @@
 """Configuration: typed, frozen, validated once, up front (DESIGN.md section 2).
 
-``schema`` holds the types, ``load`` builds them from YAML and overrides, ``identity`` turns a
-config into plain data (params, hash, masked secrets), ``paths`` says where each store lives.
+``schema`` holds the sections (pydantic models, frozen, with their allowed values), ``params``
+the kinds of search-space parameter, ``base`` the error and value types they share; ``load``
+builds a config from YAML and overrides, ``identity`` turns one into plain data (params, hash,
+masked secrets), ``paths`` says where each store lives.
 """
 
 from __future__ import annotations
 
+from droplab.config.base import ConfigError
 from droplab.config.identity import config_hash, flatten, mask_secrets, public_dict, to_dict
 from droplab.config.load import from_dict, load_config, parse_override, read_yaml, with_overrides
 from droplab.config.paths import (
@@ -19,7 +22,6 @@ from droplab.config.paths import (
 from droplab.config.schema import (
     CompareConfig,
     Config,
-    ConfigError,
     DataConfig,
     ModelConfig,
     PathsConfig,

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
 from typing import Any
 
+from pydantic import BaseModel
+
 from droplab.config.schema import FREE_MAPS, Config
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as plain nested dicts and lists (tuples become lists), YAML/JSON ready."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else _plain(value)
-    return out
+def to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """The config (or a section) as plain nested dicts and lists, YAML/JSON ready."""
+    return dict(_plain(cfg.model_dump()))
 
 
 def public_dict(cfg: Config) -> dict[str, Any]:

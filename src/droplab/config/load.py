@@ -8,18 +8,19 @@ user one line and writes nothing. This package never imports torch.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
-import types
-import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
+from droplab.config.base import ConfigError
 from droplab.config.identity import to_dict
-from droplab.config.schema import FREE_MAPS, Config, ConfigError
-from droplab.config.validate import validate
+from droplab.config.params import KINDS
+from droplab.config.schema import FREE_MAPS, Config
 
 DEFAULT_FILE = "default.yaml"
 
@@ -102,121 +103,145 @@ def load_config(
         tree = merge(tree, read_yaml(experiment))
     dotted: dict[str, Any] = dict(parse_override(a) for a in overrides or [])
     dotted.update(extra or {})
-    for key, value in dotted.items():
-        patch: dict[str, Any] = {}
-        set_dotted(patch, key, value)
-        tree = merge(tree, patch)
-    return from_dict(tree)
-
-
-def from_dict(tree: dict[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from a nested mapping."""
-    cfg = _build(Config, tree, "")
-    probes = validate(cfg)
-    if probes:
-        bare = _without_free_maps(cfg)
-        for where, key, value in probes:
-            try:
-                with_overrides(bare, {key: value})
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-    return cfg
-
-
-def _without_free_maps(cfg: Config) -> Config:
-    """``cfg`` without its search space and grid: their values are checked one at a time."""
-    return dataclasses.replace(
-        cfg,
-        study=dataclasses.replace(cfg.study, space={}),
-        compare=dataclasses.replace(cfg.compare, grid={}),
-    )
+    return from_dict(_apply(tree, dotted))
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     """A copy of ``cfg`` with dotted ``overrides`` applied and validated (trial params, seeds)."""
-    tree = to_dict(cfg)
-    for key, value in overrides.items():
+    return from_dict(_apply(to_dict(cfg), overrides))
+
+
+def _apply(tree: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
+    for key, value in dotted.items():
         patch: dict[str, Any] = {}
         set_dotted(patch, key, value)
         tree = merge(tree, patch)
-    return from_dict(tree)
+    return tree
 
 
-def _build(cls: Any, tree: Any, prefix: str) -> Any:
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {tree!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(tree) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]}; allowed under {prefix.rstrip('.') or 'top level'}"
-            f": {', '.join(sorted(names))}"
-        )
-    kwargs = {}
-    for name in names & set(tree):
-        hint, value = hints[name], tree[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
-    return cls(**kwargs)
+def from_dict(tree: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping.
+
+    Raises:
+        ConfigError: on the first unknown key, wrong type or out-of-range value.
+    """
+    try:
+        cfg = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise _one_line(exc) from None
+    # each value the space or the grid can produce must itself be a valid override of its key;
+    # checked on a copy without them, one value at a time
+    study, compare = (
+        cfg.study.model_copy(update={"space": {}}),
+        cfg.compare.model_copy(update={"grid": {}}),
+    )
+    bare = cfg.model_copy(update={"study": study, "compare": compare})
+    space = [(f"study.space.{k}", k, v) for k, p in cfg.study.space.items() for v in p.values()]
+    grid = [(f"compare.grid.{k}", k, v) for k, values in cfg.compare.grid.items() for v in values]
+    for where, key, value in space + grid:
+        try:
+            with_overrides(bare, {key: value})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return cfg
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint``; lists become tuples (frozen)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        for option in args:
-            try:
-                return _coerce(key, value, option)
-            except ConfigError:
-                continue
-        raise _type_error(key, value, hint)
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _type_error(key, value, hint)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise _type_error(key, value, hint)
-        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _type_error(key, value, hint)
-        return _numbers(dict(value))
-    if origin is list:
-        if not isinstance(value, list):
-            raise _type_error(key, value, hint)
-        return list(value)
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
-    if hint is int and isinstance(value, bool):
-        raise _type_error(key, value, hint)
-    if isinstance(value, hint):
-        return value
-    raise _type_error(key, value, hint)
+def _one_line(exc: ValidationError) -> ConfigError:
+    """The first problem in ``exc``: ``model.dropout=1.5 is not allowed; allowed: 0 <=
+    dropout < 1``, ``model.width='abc' has the wrong type; allowed: ...``, ``unknown key ...``."""
+    errors = exc.errors()
+    field = _walk(errors[0]["loc"]).field
+    # a union reports one error per member: a broken rule says more than "not this type"
+    error = next(
+        (e for e in errors if _walk(e["loc"]).field == field and not _wrong_type(e["type"])),
+        errors[0],
+    )
+    spot, kind, value = _walk(error["loc"]), error["type"], error.get("input")
+    ctx, said = error.get("ctx", {}), error["msg"].removeprefix("Input should be ")
+    if kind == "extra_forbidden":
+        parent = _walk(error["loc"][:-1])
+        names = ", ".join(sorted(parent.model.model_fields)) if parent.model else ""
+        text = f"unknown key {spot.key}; allowed under {parent.key or 'top level'}: {names}"
+    elif kind.startswith("union_tag"):
+        allowed = ", ".join(KINDS)
+        text = f"{spot.key}.type={ctx.get('tag')!r} is not allowed; allowed: one of {allowed}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        text = f"{spot.key or 'config'} must be a mapping, got {value!r}"
+    elif kind == "missing":
+        text = f"{spot.key} is missing; it is required"
+    elif kind == "config_rule":  # raised by a validator of the schema, see base.refuse
+        key = "+".join(_join(spot.field, k) for k in ctx["key"].split("+"))
+        text = f"{key}={ctx['value']!r} is not allowed; allowed: {ctx['allowed']}"
+    elif _wrong_type(kind):
+        text = f"{spot.key}={value!r} has the wrong type; allowed: {said.replace('tuple', 'list')}"
+    else:
+        text = f"{spot.field}={value!r} is not allowed; allowed: {_rule(kind, spot) or said}"
+    return ConfigError(" ".join(text.splitlines()))
 
 
-def _numbers(value: Any) -> Any:
-    """Inside free-form maps (search space, grid), read ``1e-3`` as the number it means."""
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        return float(value)
-    return value
+def _wrong_type(kind: str) -> bool:
+    return kind.endswith(("_type", "_parsing")) or kind == "int_from_float"
 
 
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+def _join(prefix: str, key: str) -> str:
+    return ".".join(part for part in (prefix, key) if part)
 
 
-def _type_error(key: str, value: Any, hint: Any) -> ConfigError:
-    wanted = str(hint).replace("typing.", "").replace("NoneType", "null")
-    wanted = wanted.replace("<class '", "").replace("'>", "")
-    return ConfigError(f"{key}={value!r} has the wrong type; allowed: {wanted}")
+class _Spot(NamedTuple):
+    key: str  # dotted, with [i] for a list item
+    hints: tuple[Any, ...]  # the annotation and metadata of the field at the key
+    model: type[BaseModel] | None  # the model at the key, if any
+
+    @property
+    def field(self) -> str:  # the key without item indices
+        return re.sub(r"\[\d+\]", "", self.key)
+
+
+def _walk(loc: tuple[int | str, ...]) -> _Spot:
+    """Follow an error's location through the config's models to the key it names."""
+    model: type[BaseModel] | None = Config
+    key, hints = "", ()
+    state = ""  # "map": the next part is a key of a map; "tag": it may name a parameter kind
+    for part in loc:
+        if state == "map" or (model is not None and part not in model.model_fields):
+            # a key of a map (study.space.model.dropout), or a key that no model has
+            key, model, state = _join(key, str(part)), None, "tag" if state else ""
+        elif state == "tag" and part in KINDS:
+            model, state = KINDS[str(part)], ""
+        elif isinstance(part, int):
+            key += f"[{part}]"
+        elif model is not None:
+            info = model.model_fields[part]
+            key, hints, hint = _join(key, part), (info.annotation, *info.metadata), info.annotation
+            model = hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+            state = "map" if get_origin(hint) is dict else ""
+        # any other part names a member of a union ('constrained-float', ...), not a key
+    return _Spot(key, hints, model)
+
+
+def _parts(hints: tuple[Any, ...]) -> Iterator[Any]:
+    """Each hint and what it is made of (through Annotated, unions, tuples, Field metadata)."""
+    for hint in hints:
+        yield hint
+        yield from _parts(tuple(hint.metadata if isinstance(hint, FieldInfo) else get_args(hint)))
+
+
+_OPS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _rule(kind: str, spot: _Spot) -> str | None:
+    """The field's whole rule in words, where pydantic names only the half that broke."""
+    if kind == "too_short":
+        return "a non-empty list"
+    parts = list(_parts(spot.hints))
+    bounds = {k: getattr(p, k) for p in parts for k in _OPS if getattr(p, k, None) is not None}
+    if not kind.startswith(("greater_than", "less_than")) or not bounds:
+        return None
+    low = next((k for k in ("ge", "gt") if k in bounds), None)
+    high = next((k for k in ("le", "lt") if k in bounds), None)
+    if low and high:  # 0 <= dropout < 1
+        name = spot.field.rsplit(".", 1)[-1]
+        return f"{bounds[low]} {_OPS[low].replace('>', '<')} {name} {_OPS[high]} {bounds[high]}"
+    noun = "a number" if float in parts else "an integer"
+    bound = low or high or ""
+    return f"{noun} {_OPS[bound]} {bounds[bound]}"

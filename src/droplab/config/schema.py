@@ -1,67 +1,104 @@
-"""The typed, frozen config: one section class per top-level key."""
+"""The typed, frozen config: one model per top-level key, with the values each key allows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from droplab import metrics
+from droplab.config.base import ConfigError as ConfigError  # re-exported: its usual home
+from droplab.config.base import Float, FreeMap, Frozen, Seq, refuse
+from droplab.config.params import Param
+
+if TYPE_CHECKING:
+    Monitor = str
+    Objective = str
+else:  # the metric names live in droplab.metrics only
+    Monitor = Literal[metrics.MONITORS]
+    Objective = Literal[metrics.OBJECTIVES]
+
+SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
+
+Rate = Annotated[Float, Field(ge=0, lt=1)]
+"""A drop probability."""
+
+Positive = Annotated[Float, Field(gt=0)]
 
 
-class ConfigError(ValueError):
-    """A config problem; ``str(error)`` is one line: the key, the value, what is allowed."""
+def _non_blank(text: str) -> str:
+    if not text.strip():
+        raise refuse("", text, "a non-empty string")
+    return text
 
 
-@dataclass(frozen=True)
-class PathsConfig:
-    runs: str = "runs"
+def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(values)) != len(values):
+        raise refuse("", list(values), "distinct values")
+    return values
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    source: str = "synthetic"
+class PathsConfig(Frozen):
+    runs: Annotated[str, AfterValidator(_non_blank)] = "runs"
+
+
+class DataConfig(Frozen):
+    source: str = "synthetic"  # checked by Config, see _known_source
     path: str | None = None
     target: str = "Class"
-    rows: int = 20000
-    fraud_rate: float = 0.01
-    label_noise: float = 0.005
-    split: str = "stratified"
+    rows: Annotated[int, Field(ge=10)] = 20000
+    fraud_rate: Annotated[Float, Field(gt=0, lt=0.5)] = 0.01
+    label_noise: Annotated[Float, Field(ge=0, lt=0.5)] = 0.005
+    split: Literal["stratified", "time", "none"] = "stratified"
     time_column: str = "Time"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    train_fraction: float = 1.0
+    val_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.2
+    test_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.2
+    train_fraction: Annotated[Float, Field(gt=0, le=1)] = 1.0
     scale: bool = True
 
+    @model_validator(mode="after")
+    def _room_to_train(self) -> Self:
+        total = self.val_fraction + self.test_fraction
+        if total >= 1:
+            rule = "a sum < 1 (the rest is the training split)"
+            raise refuse("val_fraction+test_fraction", round(total, 6), rule)
+        return self
 
-@dataclass(frozen=True)
-class ModelConfig:
-    width: int = 256
-    depth: int = 2
-    dropout: float | tuple[float, ...] = 0.0
-    input_dropout: float = 0.0
-    activation: str = "relu"
+
+class ModelConfig(Frozen):
+    width: Annotated[int, Field(ge=1)] = 256
+    depth: Annotated[int, Field(ge=1)] = 2
+    dropout: Rate | Seq[Rate] = 0.0
+    input_dropout: Rate = 0.0
+    activation: Literal["relu", "gelu", "tanh", "leaky_relu", "elu"] = "relu"
+
+    @model_validator(mode="after")
+    def _one_rate_per_layer(self) -> Self:
+        if isinstance(self.dropout, tuple) and len(self.dropout) != self.depth:
+            rule = f"one rate or a list of model.depth={self.depth} rates"
+            raise refuse("dropout", list(self.dropout), rule)
+        return self
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 512
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    pos_weight: float | str = "none"
-    monitor: str = "val/auprc"
-    device: str = "auto"
-    threads: int = 0
+class TrainConfig(Frozen):
+    epochs: Annotated[int, Field(ge=1)] = 30
+    batch_size: Annotated[int, Field(ge=1)] = 512
+    lr: Positive = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: Annotated[Float, Field(ge=0)] = 0.0
+    momentum: Annotated[Float, Field(ge=0, lt=1)] = 0.9
+    pos_weight: Positive | Literal["auto", "none"] = "none"
+    monitor: Monitor = metrics.VAL_AUPRC
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Annotated[int, Field(ge=0)] = 0
     deterministic: bool = True
-    eval_batch_size: int = 65536
-    max_seconds: float | None = None
-    predict: tuple[tuple[float, ...], ...] = ()
+    eval_batch_size: Annotated[int, Field(ge=1)] = 65536
+    max_seconds: Positive | None = None
+    predict: Seq[Seq[Float]] = ()
 
 
-@dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(Frozen):
     enabled: bool = True
     uri: str | None = None
     experiment: str | None = None
@@ -69,44 +106,67 @@ class TrackingConfig:
     log_model: bool = False
 
 
-@dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Frozen):
     name: str | None = None
     storage: str | None = None
-    n_trials: int = 20
-    workers: int = 1
-    sampler: str = "tpe"
-    pruner: str = "median"
-    objectives: tuple[str, ...] = (metrics.BEST_VAL_AUPRC,)
-    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    n_trials: Annotated[int, Field(ge=1)] = 20
+    workers: Annotated[int, Field(ge=1)] = 1
+    sampler: Literal["tpe", "random", "qmc", "grid", "gp", "cmaes", "nsga2"] = "tpe"
+    pruner: Literal["none", "median", "hyperband", "successive_halving"] = "median"
+    objectives: Annotated[Seq[Objective], Field(min_length=1), AfterValidator(_distinct)] = (
+        metrics.BEST_VAL_AUPRC,
+    )
+    space: FreeMap[Param] = Field(default_factory=dict)
     baselines: bool = True
-    baseline_widths: tuple[int, ...] = ()
+    baseline_widths: Seq[Annotated[int, Field(ge=1)]] = ()
     sampler_seed: int | None = None
-    startup_trials: int = 5
-    warmup_epochs: int = 3
-    heartbeat_seconds: int = 30
-    timeout_seconds: float | None = None
+    startup_trials: Annotated[int, Field(ge=0)] = 5
+    warmup_epochs: Annotated[int, Field(ge=0)] = 3
+    heartbeat_seconds: Annotated[int, Field(ge=1)] = 30
+    timeout_seconds: Positive | None = None
+
+    @field_validator("space")
+    @classmethod
+    def _searchable(cls, space: dict[str, Param]) -> dict[str, Param]:
+        for key in space:
+            if key == "name" or key.split(".")[0] in ("study", "compare", "paths", "tracking"):
+                raise refuse(key, key, "a key under seed, data, model or train")
+        return space
+
+    @model_validator(mode="after")
+    def _prunable(self) -> Self:
+        if len(self.objectives) > 1 and self.pruner != "none":
+            raise refuse("pruner", self.pruner, "none when there are several objectives")
+        return self
 
 
-@dataclass(frozen=True)
-class CompareConfig:
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    baseline: dict[str, Any] = field(default_factory=dict)
+class CompareConfig(Frozen):
+    grid: FreeMap[Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
+    seeds: Annotated[Seq[int], Field(min_length=1), AfterValidator(_distinct)] = (0, 1, 2, 3, 4)
+    baseline: FreeMap[Any] = Field(default_factory=dict)
     vectorize: bool = True
 
 
-@dataclass(frozen=True)
-class Config:
-    name: str = "droplab"
+class Config(Frozen):
+    """The whole config; build it with :func:`~droplab.config.load_config` or ``from_dict``."""
+
+    name: Annotated[str, AfterValidator(_non_blank)] = "droplab"
     seed: int = 0
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    study: StudyConfig = field(default_factory=StudyConfig)
-    compare: CompareConfig = field(default_factory=CompareConfig)
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    study: StudyConfig = StudyConfig()
+    compare: CompareConfig = CompareConfig()
+
+    @model_validator(mode="after")
+    def _known_source(self) -> Self:
+        # here, not on DataConfig: the data layer is handed any DataConfig built in code and
+        # refuses an unknown source itself
+        if not re.fullmatch(r"synthetic|csv|parquet|toy|sklearn:.+", self.data.source):
+            raise refuse("data.source", self.data.source, "one of " + ", ".join(SOURCES))
+        return self
 
 
 # Sections whose values are free-form maps (keys are dotted config keys, checked separately).

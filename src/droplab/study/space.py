@@ -7,44 +7,27 @@ returns dotted config overrides, so a suggested value is just one more override.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import optuna
 
 from droplab import metrics
-from droplab.config.schema import Config, ConfigError
+from droplab.config.identity import to_dict
+from droplab.config.params import Param
+from droplab.config.schema import Config
 
 
-def suggest(trial: optuna.trial.BaseTrial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def suggest(trial: optuna.trial.BaseTrial, space: Mapping[str, Param]) -> dict[str, Any]:
     """Draw one value per key of ``space`` from ``trial``; returns ``{dotted_key: value}``."""
-    out: dict[str, Any] = {}
-    for key, spec in space.items():
-        kind = spec["type"]
-        if kind == "fixed":
-            out[key] = spec["value"]
-        elif kind == "categorical":
-            out[key] = trial.suggest_categorical(key, spec["choices"])
-        elif kind == "int":
-            step = int(spec.get("step") or 1)
-            out[key] = trial.suggest_int(
-                key, spec["low"], spec["high"], step=step, log=bool(spec.get("log", False))
-            )
-        else:
-            out[key] = trial.suggest_float(
-                key,
-                spec["low"],
-                spec["high"],
-                step=spec.get("step"),
-                log=bool(spec.get("log", False)),
-            )
-    return out
+    return {key: param.suggest(trial, key) for key, param in space.items()}
 
 
 def fingerprint(cfg: Config) -> str:
     """What a study's stored trials depend on: the space and the objectives (JSON, sorted)."""
     return json.dumps(
-        {"space": cfg.study.space, "objectives": list(cfg.study.objectives)}, sort_keys=True
+        {"space": to_dict(cfg.study)["space"], "objectives": list(cfg.study.objectives)},
+        sort_keys=True,
     )
 
 
@@ -54,21 +37,14 @@ def directions(cfg: Config) -> list[optuna.study.StudyDirection]:
     ]
 
 
-def grid(space: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
-    """The grid sampler's values: categorical choices, or ranges with a ``step``."""
-    out: dict[str, list[Any]] = {}
-    for key, spec in space.items():
-        if spec["type"] == "categorical":
-            out[key] = list(spec["choices"])
-        elif spec["type"] in ("int", "float") and spec.get("step"):
-            values = np.arange(spec["low"], spec["high"] + spec["step"] / 2, spec["step"])
-            cast = int if spec["type"] == "int" else float
-            out[key] = [cast(round(v, 10)) for v in values]
-        elif spec["type"] != "fixed":
-            raise ConfigError(
-                f"study.space.{key} has no step or choices; the grid sampler needs a finite grid"
-            )
-    return out
+def grid(space: Mapping[str, Param]) -> dict[str, list[Any]]:
+    """The grid sampler's values: categorical choices, or ranges with a ``step``.
+
+    Raises:
+        ConfigError: a range without a step (no finite grid).
+    """
+    values = {key: param.grid_values(key) for key, param in space.items()}
+    return {key: v for key, v in values.items() if v is not None}
 
 
 def sampler(cfg: Config, worker: int = 0) -> optuna.samplers.BaseSampler:
@@ -116,12 +92,8 @@ def baseline_params(cfg: Config) -> list[dict[str, Any]]:
     if "model.dropout" not in space:
         return []
     widths = list(cfg.study.baseline_widths)
-    spec = space.get("model.width")
-    if not widths and spec is not None and spec["type"] == "int":
-        low, high = spec["low"], spec["high"]
-        widths = sorted({low, round((low * high) ** 0.5), high})
-    elif not widths and spec is not None and spec["type"] == "categorical":
-        widths = sorted(spec["choices"])
+    if not widths and "model.width" in space:
+        widths = space["model.width"].baseline_values()
     if not widths:
         widths = [cfg.model.width]
     rows = [{"model.dropout": 0.0, "model.width": w} for w in widths]
