@@ -38,7 +38,7 @@ from droplab.study.plots import (
     gap_heatmap,
     width_band,
 )
-from droplab.study.report import ReportPaths, gap_reduction, test_score, write_report
+from droplab.study.report import ReportPaths, evaluate_best_on_test, gap_reduction, write_report
 from droplab.study.trials import trials_frame
 from droplab.tags import (
     BASELINE,
@@ -50,7 +50,8 @@ from droplab.tags import (
     RUN_ID,
     SUMMARY,
 )
-from droplab.tracking.store import MlflowTracker
+from droplab.tracking.connect import read_store
+from droplab.tracking.store import MlflowTracker, Tracker
 
 from .conftest import tiny_config
 
@@ -324,10 +325,10 @@ def test_report_files_are_artifacts_of_the_parent_run(single: Built, written: Re
 
 
 @slow
-def test_test_score_evaluates_the_saved_best_model_on_the_test_split(
+def test_the_saved_best_model_is_evaluated_on_the_test_split(
     single: Built, written: ReportPaths
 ) -> None:
-    scores = test_score(single.cfg, single.study)
+    scores = evaluate_best_on_test(single.cfg, single.study, read_store(tracking_uri(single.cfg)))
     trial_cfg = with_overrides(single.cfg, dict(single.study.best_trial.params))
     data = prepare(trial_cfg.data, trial_cfg.seed)
     model = build_model(trial_cfg, data)
@@ -362,7 +363,7 @@ def test_pareto_study_draws_its_front_and_has_no_test_score(pareto: Built) -> No
     # two objectives: the Pareto front is drawn
     assert "pareto_front.png" in {p.name for p in paths.images}
     # no saved model for the chosen trial: no test score, and the report says so
-    assert test_score(pareto.cfg, pareto.study) is None
+    assert evaluate_best_on_test(pareto.cfg, pareto.study, Tracker()) is None
     assert "No saved model for the best trial" in md
     # the chosen trial is the front's best by the first objective (val AUPRC)
     assert f"trial {BEST} is best by {metrics.BEST_VAL_AUPRC} among them" in md

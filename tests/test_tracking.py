@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
+import droplab
 from droplab import tags
 from droplab.cli.main import main
 from droplab.config import ConfigError
 from droplab.study.run import run
-from droplab.tracking.connect import make_tracker
-from droplab.tracking.store import MlflowTracker
+from droplab.tracking.connect import make_tracker, read_store
+from droplab.tracking.store import MlflowTracker, RunNotFound, Tracker
 
 from .conftest import TINY
 from .study_helpers import load, mlflow_runs, study_config, trial_runs
@@ -95,3 +97,77 @@ def test_epoch_writes_run_behind_the_fit_and_their_errors_surface(tmp_path: Path
     tracker.end(run_id, tags.FAILED, tags.FAIL, "store trouble")
     run = tracker.client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.metrics["loss"] == 6.0
+
+
+def _mlflow_imports(path: Path) -> list[str]:
+    """Every ``import mlflow...`` / ``from mlflow... import`` in ``path``, late ones included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] == "mlflow"]
+    return found
+
+
+def test_only_the_tracking_package_imports_mlflow() -> None:
+    package = Path(droplab.__file__).parent
+    outside = [p for p in package.rglob("*.py") if "tracking" not in p.relative_to(package).parts]
+    # the scan sees the package (and would see a late import inside a function)
+    assert len(outside) > 40 and _mlflow_imports(package / "tracking" / "store.py")
+    # tracking/ is the only door to MLflow, reads included
+    assert [hit for p in outside for hit in _mlflow_imports(p)] == []
+
+
+def test_null_tracker_reads_find_nothing() -> None:
+    tracker = Tracker()
+    run_id = tracker.start("r", tags.KIND_TRAIN, {}, None)
+    # searches and histories are empty: nothing was stored
+    assert tracker.find_runs({tags.KIND: tags.KIND_TRAIN}) == []
+    assert tracker.metric_history(run_id, "loss") == {}
+    # a run or an artifact cannot be read back: one clear error, not a None to trip over
+    with pytest.raises(RunNotFound, match="tracking is off"):
+        tracker.get_run(run_id)
+    with pytest.raises(RunNotFound, match="tracking is off"):
+        tracker.download(run_id, tags.MANIFEST, Path("."))
+    # and it has no store to name
+    assert tracker.uri == ""
+
+
+@pytest.mark.slow
+def test_mlflow_reads_give_plain_runs(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, "reads", str(tmp_path / "artifacts"))
+    run_id = tracker.start("r", tags.KIND_SEED, {tags.SEED: "3"}, None)
+    other = tracker.start("o", tags.KIND_SEED, {tags.SEED: "4"}, None)
+    tracker.log_params(run_id, {"model.width": 16})
+    tracker.log_metrics(run_id, {"loss": 2.0}, step=1)
+    tracker.log_metrics(run_id, {"loss": 0.5}, step=2)
+    tracker.log_metrics(run_id, {"loss": 1.0}, step=2)  # a step logged twice keeps both
+    tracker.log_dict(run_id, {"a": 1}, tags.MANIFEST)
+    tracker.end(run_id, tags.FINISHED, tags.COMPLETE)
+    # a search matches every tag and the status, oldest first
+    assert [r.id for r in tracker.find_runs({tags.KIND: tags.KIND_SEED})] == [run_id, other]
+    assert [r.id for r in tracker.find_runs({tags.SEED: "3"}, status=tags.FINISHED)] == [run_id]
+    assert tracker.find_runs({tags.SEED: "4"}, status=tags.FINISHED) == []
+    # a run reads back as plain data: status, tags, params, the latest value of each metric
+    run = read_store(uri).get_run(run_id)
+    assert (run.id, run.status, run.metrics, run.params) == (
+        run_id,
+        tags.FINISHED,
+        {"loss": 1.0},
+        {"model.width": "16"},
+    )
+    assert run.tags[tags.STATE] == tags.COMPLETE and run.tags[tags.SEED] == "3"
+    # the history keeps every value of a step, in the order logged
+    assert tracker.metric_history(run_id, "loss") == {1: [2.0], 2: [0.5, 1.0]}
+    local = tracker.download(run_id, tags.MANIFEST, tmp_path)
+    assert local.read_text(encoding="utf-8").strip().startswith("{")
+    # an unknown run is one clear error
+    with pytest.raises(RunNotFound, match="not found"):
+        tracker.get_run("f" * 32)
+    # a store opened to read by id has no experiment to search or write in
+    with pytest.raises(RuntimeError, match="opened to read runs by id"):
+        read_store(uri).find_runs({})

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from droplab import metrics
+from droplab import metrics, tags
 from droplab.fit.lit_module import NonFiniteLoss
 from droplab.fit.trainer import TimeBudgetExceeded, TrialStopped, fit, predict_proba
-from droplab.tracking.runs import run_fit
+from droplab.tracking.runs import RunSpec, run_fit
 from droplab.tracking.store import Tracker
 
 from .conftest import tiny_config
@@ -97,7 +97,7 @@ def test_predict_scales_raw_rows_like_training(tmp_path: Path) -> None:
 
 
 def test_null_tracker_runs_without_mlflow(tmp_path: Path) -> None:
-    tracked = run_fit(tiny_config(tmp_path), Tracker(), kind="train", name="t")
+    tracked = run_fit(tiny_config(tmp_path), Tracker(), RunSpec(tags.KIND_TRAIN, "t"))
     # the null tracker accepts everything and writes nothing
     assert tracked.result.history and not (tmp_path / "runs").exists()
 

@@ -25,13 +25,14 @@ from droplab.config.paths import tracking_uri
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
 from droplab.fit.trainer import fit
+from droplab.tracking.connect import read_store
 from droplab.tracking.provenance import git_state
-from droplab.tracking.store import metric_history
+from droplab.tracking.store import LoggedRun, RunNotFound, Tracker
 
 EXIT_MATCH, EXIT_MISMATCH = 0, 1
 
 
-NOT_FITS = ("study", "comparison", "cell")  # run kinds that group other runs
+NOT_FITS = (tags.KIND_STUDY, tags.KIND_COMPARISON, tags.KIND_CELL)  # kinds that group runs
 
 
 @dataclass
@@ -83,62 +84,59 @@ def replay(run_id: str, tracking_uri: str | None = None, tolerance: float = 0.0)
     """
     start = time.perf_counter()
     uri = tracking_uri or default_uri()
-    client = _client(uri)
-    run = _get_run(client, uri, run_id)
-    cfg, notes = _replay_config(client, run)
+    store = _open_store(uri)
+    run = _get_run(store, uri, run_id)
+    cfg, notes = _replay_config(store, run)
     result = ReplayResult(run_id, mask_secrets(uri), [], notes)
     data = prepare(cfg.data, cfg.seed)
-    logged_digest = run.data.tags.get(tags.DATA_DIGEST, "")
+    logged_digest = run.tags.get(tags.DATA_DIGEST, "")
     result.checks.append(_digest_check(logged_digest, data.digest))
     if result.checks[0].ok:
         replayed = fit(cfg, data)
-        result.checks += _history_checks(client, run_id, replayed.history, tolerance)
-        result.checks += _summary_checks(run.data.metrics, replayed.summary, tolerance)
+        result.checks += _history_checks(store, run_id, replayed.history, tolerance)
+        result.checks += _summary_checks(run.metrics, replayed.summary, tolerance)
     else:
         result.notes.append("not retrained: other rows cannot reproduce the run's numbers")
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _client(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
+def _open_store(uri: str) -> Tracker:
+    """The store to read; a missing SQLite file is refused (reading would create it empty)."""
     if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
         raise ConfigError(f"tracking URI {uri}: no MLflow store there (pass --tracking-uri)")
-    return MlflowClient(tracking_uri=uri)
+    return read_store(uri)
 
 
-def _get_run(client: Any, uri: str, run_id: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
+def _get_run(store: Tracker, uri: str, run_id: str) -> LoggedRun:
     try:
-        return client.get_run(run_id)
-    except MlflowException:
+        return store.get_run(run_id)
+    except RunNotFound:
         raise ConfigError(f"run {run_id} not found in {mask_secrets(uri)}") from None
 
 
-def _replay_config(client: Any, run: Any) -> tuple[Config, list[str]]:
+def _replay_config(store: Tracker, run: LoggedRun) -> tuple[Config, list[str]]:
     """The run's config from its manifest (params as a fallback), set to rerun it as it ran."""
-    kind = run.data.tags.get(tags.KIND, "?")
+    kind = run.tags.get(tags.KIND, "?")
     if kind in NOT_FITS:
         raise ConfigError(
-            f"run {run.info.run_id} is a {kind} run, which trained no model; "
+            f"run {run.id} is a {kind} run, which trained no model; "
             "replay one of its seed, trial or train runs"
         )
-    manifest = _manifest(client, run.info.run_id)
-    tree = manifest.get("config") or params_tree(run.data.params)
+    manifest = _manifest(store, run.id)
+    tree = manifest.get("config") or params_tree(run.params)
     cfg = from_dict(tree)
-    notes = _drift_notes(manifest, run.data.tags, cfg)
+    notes = _drift_notes(manifest, run.tags, cfg)
     overrides: dict[str, Any] = {"train.max_seconds": None}
     if manifest.get("threads"):
         overrides["train.threads"] = int(manifest["threads"])  # float sums depend on threads
     overrides["train.device"] = _device(str(manifest.get("device", "cpu")), notes)
-    if run.info.status == tags.KILLED:  # pruned: replay the epochs it ran
-        epochs = len(metric_history(client, run.info.run_id, metrics.VAL_LOSS))
+    if run.status == tags.KILLED:  # pruned: replay the epochs it ran
+        epochs = len(store.metric_history(run.id, metrics.VAL_LOSS))
         overrides["train.epochs"] = max(1, epochs)
         notes.append(f"the run was pruned: replaying its {epochs} epoch(s)")
-    elif run.info.status != tags.FINISHED:
-        notes.append(f"the run is {run.info.status}: its logged numbers may be incomplete")
+    elif run.status != tags.FINISHED:
+        notes.append(f"the run is {run.status}: its logged numbers may be incomplete")
     return with_overrides(cfg, overrides), notes
 
 
@@ -154,10 +152,10 @@ def _device(logged: str, notes: list[str]) -> str:
     return "cpu"
 
 
-def _manifest(client: Any, run_id: str) -> dict[str, Any]:
+def _manifest(store: Tracker, run_id: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = client.download_artifacts(run_id, tags.MANIFEST, tmp)
+            local = store.download(run_id, tags.MANIFEST, Path(tmp))
         except Exception:  # noqa: BLE001 - no manifest: fall back to the params
             return {}
         loaded = json.loads(Path(local).read_text(encoding="utf-8"))
@@ -208,11 +206,11 @@ def _digest_check(logged: str, now: str) -> Check:
 
 
 def _history_checks(
-    client: Any, run_id: str, history: Sequence[Mapping[str, float]], tol: float
+    store: Tracker, run_id: str, history: Sequence[Mapping[str, float]], tol: float
 ) -> list[Check]:
     checks = []
     for key in metrics.EPOCH_KEYS:
-        logged = metric_history(client, run_id, key)
+        logged = store.metric_history(run_id, key)
         replayed = {i + 1: epoch[key] for i, epoch in enumerate(history)}
         steps = sorted(set(logged) | set(replayed))
         bad = [d for s in steps if (d := _epoch_diff(s, logged.get(s, []), replayed.get(s), tol))]

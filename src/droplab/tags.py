@@ -3,6 +3,8 @@ Optuna user attributes, artifact names. Resuming a study or a comparison finds i
 these, so each is spelled once, here (metric names live in :mod:`droplab.metrics`)."""
 
 # MLflow run status and droplab.state values (a trial's state mirrors Optuna's)
+RUNNING = "RUNNING"  # an MLflow run status and an Optuna trial state
+WAITING = "WAITING"  # an Optuna trial state (enqueued, not started)
 FINISHED = "FINISHED"
 FAILED = "FAILED"
 KILLED = "KILLED"
@@ -27,6 +29,7 @@ DATA_DIGEST = "droplab.data_digest"
 GIT_COMMIT = "droplab.git_commit"
 GIT_DIRTY = "droplab.git_dirty"
 PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag
+DATA_SOURCE = "droplab.source"  # the source of a run's dataset input
 
 # Tags of studies and trials (Optuna's names where MLflow users expect them)
 STUDY_NAME_TAG = "optuna.study_name"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from droplab import tags
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
 from droplab.progress import progress_bar
 from droplab.tracking.connect import make_tracker
-from droplab.tracking.runs import TrackedFit, run_fit
+from droplab.tracking.runs import RunSpec, TrackedFit, run_fit
 
 
 def train(cfg: Config, progress: bool = False) -> TrackedFit:
@@ -20,12 +21,5 @@ def train(cfg: Config, progress: bool = False) -> TrackedFit:
             )
     tracker = make_tracker(cfg)
     hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
-    return run_fit(
-        cfg,
-        tracker,
-        kind="train",
-        name=f"train-{cfg.name}",
-        data=data,
-        hooks=hooks,
-        log_model=cfg.tracking.log_model,
-    )
+    spec = RunSpec(tags.KIND_TRAIN, f"train-{cfg.name}", log_model=cfg.tracking.log_model)
+    return run_fit(cfg, tracker, spec, hooks=hooks, data=data)

@@ -26,7 +26,7 @@ from droplab.config.paths import runs_dir, tracking_uri
 from droplab.config.schema import Config, ConfigError
 from droplab.render.page import Block, signed, to_html, to_markdown
 from droplab.tracking.connect import make_tracker
-from droplab.tracking.store import Tracker, find_runs
+from droplab.tracking.store import Tracker
 
 _NAMES = {
     "model.width": "width",
@@ -58,8 +58,8 @@ def write_comparison_report(cfg: Config) -> ComparisonReport:
         tags.KIND: tags.KIND_COMPARISON,
         tags.COMPARISON_ID: comparison_id(cells, cfg.compare.seeds),
     }
-    for parent in find_runs(tracker, labels)[:1]:  # refresh the report on the parent run
-        log_report(tracker, parent.info.run_id, report)
+    for parent in tracker.find_runs(labels)[:1]:  # refresh the report on the parent run
+        log_report(tracker, parent.id, report)
     return report
 
 

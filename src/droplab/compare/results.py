@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from droplab import tags
+from droplab import metrics, tags
 from droplab.compare import stats
 from droplab.compare.plan import Cell, Member
 from droplab.config.identity import config_hash
 from droplab.config.schema import Config, DataConfig
 from droplab.data.splits import Dataset, prepare
-from droplab.tracking.store import Tracker, finished_by_hash, logged_summary
+from droplab.tracking.store import LoggedRun, Tracker
 
 
 class ComparisonFailed(RuntimeError):
@@ -83,15 +83,31 @@ def collect_finished(
     tracker: Tracker, todo: Sequence[Member], data: dict[tuple[DataConfig, int], Dataset]
 ) -> dict[tuple[str, int], SeedRecord]:
     """The members that already have a FINISHED seed run with their config hash and data."""
-    finished = finished_by_hash(tracker, tags.KIND_SEED)
+    finished = _finished_by_hash(tracker, tags.KIND_SEED)
     out = {}
     for m in todo:
         run = finished.get(config_hash(m.cfg))
-        if run is None or run.data.tags.get(tags.DATA_DIGEST) != dataset(data, m.cfg).digest:
+        if run is None or run.tags.get(tags.DATA_DIGEST) != dataset(data, m.cfg).digest:
             continue
-        summary, curve = logged_summary(tracker, run)
-        out[m.key] = SeedRecord(m.cell.key, m.seed, run.info.run_id, summary, curve, reused=True)
+        summary, curve = _logged_summary(tracker, run)
+        out[m.key] = SeedRecord(m.cell.key, m.seed, run.id, summary, curve, reused=True)
     return out
+
+
+def _finished_by_hash(tracker: Tracker, kind: str) -> dict[str, LoggedRun]:
+    """The oldest FINISHED run of ``kind`` for each config hash (the resume index)."""
+    out: dict[str, LoggedRun] = {}
+    for run in tracker.find_runs({tags.KIND: kind}, status=tags.FINISHED):
+        out.setdefault(run.tags.get(tags.CONFIG_HASH, ""), run)
+    return out
+
+
+def _logged_summary(tracker: Tracker, run: LoggedRun) -> tuple[dict[str, float], list[float]]:
+    """A logged run's summary metrics and its per-epoch ``gap/loss`` (the latest value of each
+    epoch, as the MLflow UI plots it)."""
+    history = tracker.metric_history(run.id, metrics.GAP_LOSS)
+    summary = {k: v for k, v in run.metrics.items() if k in metrics.SUMMARY_KEYS}
+    return summary, [history[step][-1] for step in sorted(history)]
 
 
 def analyze(

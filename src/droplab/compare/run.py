@@ -6,12 +6,13 @@ the comparison resumes), reuse each (cell, seed) that already finished, train th
 compute the statistics, write the report and close the runs.
 
 With ``compare.vectorize`` (the default) the members left to train that share a shape (seeds
-and dropout rates of one width: :func:`droplab.vectorized.group_stackable`) train as one
-stacked model where that is faster (:func:`droplab.vectorized.worth_stacking`). Each member
-equals its own ``fit`` bit for bit, and its seed run is then logged as a sequential one would
-be (:func:`droplab.tracking.log_fitted`), tagged ``droplab.vectorized``: the same runs, the same
-numbers, the same table. The runs of a stack are created once it has trained, so a process
-killed mid-stack leaves none of them RUNNING (and none finished: the rerun trains them all).
+and dropout rates of one width: :func:`droplab.fit.stack.members.group_stackable`) train as
+one stacked model where that is faster (:func:`droplab.fit.stack.members.worth_stacking`).
+Each member equals its own ``fit`` bit for bit, and its seed run is then logged as a
+sequential one would be (:func:`droplab.tracking.runs.log_fitted`), tagged
+``droplab.vectorized``: the same runs, the same numbers, the same table. The runs of a stack
+are created once it has trained, so a process killed mid-stack leaves none of them RUNNING
+(and none finished: the rerun trains them all).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from droplab import metrics, tags
 from droplab.compare import stats
@@ -41,8 +41,15 @@ from droplab.fit.trainer import EpochHook
 from droplab.progress import progress_bar
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.provenance import run_params
-from droplab.tracking.runs import TrackedFit, end_quietly, failure_reason, log_fitted, run_fit
-from droplab.tracking.store import Tracker, find_runs
+from droplab.tracking.runs import (
+    RunSpec,
+    TrackedFit,
+    end_quietly,
+    failure_reason,
+    log_fitted,
+    run_fit,
+)
+from droplab.tracking.store import Tracker
 
 
 @dataclass
@@ -102,9 +109,9 @@ def run_comparison(
 def _open_parent(ctx: _Context) -> None:
     """The comparison's parent run: created once, reopened when the comparison resumes."""
     labels = {tags.KIND: tags.KIND_COMPARISON, tags.COMPARISON_ID: ctx.comparison_id}
-    found = find_runs(ctx.tracker, labels)
+    found = ctx.tracker.find_runs(labels)
     if found:
-        ctx.parent_id = str(found[0].info.run_id)
+        ctx.parent_id = found[0].id
         ctx.tracker.reopen(ctx.parent_id)
         return
     name = f"comparison-{ctx.cfg.name}"
@@ -115,8 +122,8 @@ def _open_parent(ctx: _Context) -> None:
 def _open_cells(ctx: _Context, cells: Sequence[Cell]) -> None:
     """One child run per cell (params: the cell's overrides); existing ones are reopened.
     Each goes into ``ctx.cell_runs`` at once, so a failure midway still closes it."""
-    found = find_runs(ctx.tracker, {tags.KIND: tags.KIND_CELL, tags.PARENT: ctx.parent_id})
-    existing = {r.data.tags.get(tags.CELL_KEY): str(r.info.run_id) for r in found}
+    found = ctx.tracker.find_runs({tags.KIND: tags.KIND_CELL, tags.PARENT: ctx.parent_id})
+    existing = {r.tags.get(tags.CELL_KEY): r.id for r in found}
     for cell in cells:
         run_id = existing.get(cell.key)
         if run_id is not None:
@@ -133,9 +140,9 @@ def _close_orphans(ctx: _Context) -> None:
     """Close the seed runs that a killed invocation left RUNNING (kill -9, OOM, a lost
     machine): no handler ran to end them, and their (cell, seed) is trained again now."""
     labels = {tags.KIND: tags.KIND_SEED, tags.COMPARISON_ID: ctx.comparison_id}
-    for run in find_runs(ctx.tracker, labels, status="RUNNING"):
+    for run in ctx.tracker.find_runs(labels, status=tags.RUNNING):
         reason = "the comparison's process died during this run (closed by the next start)"
-        ctx.tracker.end(str(run.info.run_id), tags.FAILED, tags.FAIL, reason)
+        ctx.tracker.end(run.id, tags.FAILED, tags.FAIL, reason)
 
 
 def _train(ctx: _Context, pending: Sequence[Member]) -> dict[tuple[str, int], SeedRecord]:
@@ -182,12 +189,20 @@ def _train_members(ctx: _Context, group: Sequence[Member]) -> list[SeedRecord]:
     return [_log_member(ctx, m, r, started) for m, r in zip(group, results, strict=True)]
 
 
-def _seed_tags(ctx: _Context, m: Member) -> dict[str, str]:
-    return {
+def _seed_spec(ctx: _Context, m: Member, run_ids: list[str]) -> RunSpec:
+    """The seed run of member ``m``; its id goes into ``run_ids`` as soon as it exists."""
+    labels = {
         tags.COMPARISON_ID: ctx.comparison_id,
         tags.CELL_KEY: m.cell.key,
         tags.SEED: str(m.seed),
     }
+    return RunSpec(
+        kind=tags.KIND_SEED,
+        name=f"seed-{m.seed}",
+        parent_id=ctx.cell_runs[m.cell.key],
+        tags=labels,
+        on_start=run_ids.append,
+    )
 
 
 def _train_one(ctx: _Context, m: Member) -> SeedRecord:
@@ -196,17 +211,8 @@ def _train_one(ctx: _Context, m: Member) -> SeedRecord:
         hooks.append(progress_bar(m.cfg.train.epochs, f"{m.cell.label} seed-{m.seed}"))
     started: list[str] = []
     try:
-        tracked = run_fit(
-            m.cfg,
-            ctx.tracker,
-            kind=tags.KIND_SEED,
-            name=f"seed-{m.seed}",
-            parent_id=ctx.cell_runs[m.cell.key],
-            tags=_seed_tags(ctx, m),
-            hooks=hooks,
-            data=dataset(ctx.data, m.cfg),
-            on_start=started.append,
-        )
+        spec = _seed_spec(ctx, m, started)
+        tracked = run_fit(m.cfg, ctx.tracker, spec, hooks=hooks, data=dataset(ctx.data, m.cfg))
     except Exception as exc:  # a diverged seed is a result, not a crash: its pair is dropped
         return _failed(m, started, exc)
     return _record(m, tracked)
@@ -214,31 +220,26 @@ def _train_one(ctx: _Context, m: Member) -> SeedRecord:
 
 def _log_member(ctx: _Context, m: Member, result: MemberResult, started: float) -> SeedRecord:
     """The seed run of a member that trained in a stack, logged as :func:`_train_one` would."""
-    labels = _seed_tags(ctx, m)
-    extra: dict[str, Any] = {}
-    times: dict[str, float] = {}
-    if result.stacked > 1:  # (else fit_members trained the group one by one: no such dates)
-        labels.update({tags.VECTORIZED: "true", tags.STACK_SIZE: str(result.stacked)})
-        extra["vectorized"] = {"stacked": True, "stack_size": result.stacked}
-        times = {"start_time": started, "end_time": started + result.seconds}
     run_ids: list[str] = []
     try:
-        tracked = log_fitted(
-            m.cfg,
-            ctx.tracker,
-            result,
-            result.error,
-            kind=tags.KIND_SEED,
-            name=f"seed-{m.seed}",
-            parent_id=ctx.cell_runs[m.cell.key],
-            tags=labels,
-            on_start=run_ids.append,
-            manifest_extra=extra,
-            **times,
-        )
+        spec = _seed_spec(ctx, m, run_ids)
+        if result.stacked > 1:  # (else fit_members trained the group one by one: no such dates)
+            spec = _stacked(spec, result.stacked, started, started + result.seconds)
+        tracked = log_fitted(m.cfg, ctx.tracker, spec, result, result.error)
     except Exception as exc:  # as in _train_one: a failed member fails its seed run alone
         return _failed(m, run_ids, exc)
     return _record(m, tracked)
+
+
+def _stacked(spec: RunSpec, size: int, start: float, end: float) -> RunSpec:
+    """A seed run trained in a stack of ``size``: tagged so, dated when the stack trained."""
+    return replace(
+        spec,
+        tags={**spec.tags, tags.VECTORIZED: "true", tags.STACK_SIZE: str(size)},
+        manifest_extra={"vectorized": {"stacked": True, "stack_size": size}},
+        start_time=start,
+        end_time=end,
+    )
 
 
 def _failed(m: Member, run_ids: Sequence[str], exc: Exception) -> SeedRecord:

@@ -8,20 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from droplab import metrics, tags
 from droplab.config.identity import mask_secrets, public_dict
-from droplab.config.load import with_overrides
 from droplab.config.schema import Config
-from droplab.data.splits import prepare
-from droplab.fit.trainer import build_model
 from droplab.study.report import write_report
-from droplab.study.trials import best_trials, top_trials
+from droplab.study.trials import best_trials, load_trial_model, top_trials
 from droplab.tracking.runs import failure_reason, log_activations
-from droplab.tracking.store import MlflowTracker, Tracker
+from droplab.tracking.store import Tracker
 
 
 class StudyFailed(RuntimeError):
@@ -108,8 +104,8 @@ def _log_summary(
     if best:
         for objective, value in zip(cfg.study.objectives, best[0].values, strict=True):
             values[metrics.study_best(objective)] = value
-        labels = {f"best.{k}": str(v) for k, v in best[0].params.items()}
-        labels["best.trial_number"] = str(best[0].number)
+        labels = {f"{tags.BEST_PREFIX}{k}": str(v) for k, v in best[0].params.items()}
+        labels[f"{tags.BEST_PREFIX}trial_number"] = str(best[0].number)
         tracker.set_tags(parent_id, labels)
     tracker.log_metrics(parent_id, values)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,20 +120,11 @@ def _log_summary(
 def _log_best_model(cfg: Config, tracker: Tracker, parent_id: str, trial: FrozenTrial) -> None:
     """Rebuild the best trial's network from its saved weights and log it on the parent,
     with its activations picture on the trial's own run (trials skip it: 0.2 s each)."""
-    if not isinstance(tracker, MlflowTracker):
-        return
-    trial_cfg = with_overrides(cfg, dict(trial.params))
-    data = prepare(trial_cfg.data, trial_cfg.seed)
-    model = build_model(trial_cfg, data)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = tracker.client.download_artifacts(
-            trial.user_attrs[tags.RUN_ID], tags.MODEL_FILE, tmp
-        )
-        model.load_state_dict(torch.load(local, weights_only=True))
+    best = load_trial_model(cfg, tracker, trial)
     if cfg.tracking.activations:
         run_id = trial.user_attrs[tags.RUN_ID]
-        log_activations(tracker, run_id, model, data.x_val, trial_cfg.seed)
-    tracker.log_model(parent_id, model, data.x_val[:5])
+        log_activations(tracker, run_id, best.model, best.data.x_val, best.cfg.seed)
+    tracker.log_model(parent_id, best.model, best.data.x_val[:5])
 
 
 def _log_report(cfg: Config, outcome: StudyOutcome) -> Path | None:

@@ -1,14 +1,14 @@
 """``droplab report``: what a study found, in numbers, as Markdown + HTML + PNGs.
 
 Reads the Optuna study and its MLflow runs, never trains. The one exception to "never touches
-the test split" lives here: :func:`test_score` evaluates the chosen configuration on it once.
+the test split" lives here: :func:`evaluate_best_on_test` scores the chosen configuration on
+it once.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,13 @@ import torch
 from optuna.trial import FrozenTrial
 
 from droplab import metrics, tags
-from droplab.config.load import with_overrides
 from droplab.config.paths import runs_dir, tracking_uri
 from droplab.config.schema import Config
-from droplab.data.splits import Dataset, prepare
+from droplab.data.splits import Dataset
 from droplab.fit.lit_module import LitMLP
 from droplab.fit.model import MLP
 from droplab.fit.scoring import score
-from droplab.fit.trainer import build_model, positive_weight
+from droplab.fit.trainer import positive_weight
 from droplab.render.page import to_html, to_markdown
 from droplab.study.plots import (
     Curves,
@@ -50,8 +49,16 @@ from droplab.study.sections import (
     test_section,
     usable_trials,
 )
-from droplab.study.trials import best_trials, load_study, ranked_trials, trial_name, trials_frame
-from droplab.tracking.connect import make_tracker
+from droplab.study.trials import (
+    best_trials,
+    load_study,
+    load_trial_model,
+    ranked_trials,
+    trial_name,
+    trials_frame,
+)
+from droplab.tracking.connect import make_tracker, read_store
+from droplab.tracking.store import RunNotFound, Tracker
 
 REPORT_FOLDER = "report"  # the parent run's artifact folder
 
@@ -112,10 +119,17 @@ def _against_control(row: pd.Series, controls: pd.DataFrame, gap_key: str) -> di
     return dict(zip(REDUCTION_COLUMNS, values, strict=True))
 
 
-def test_score(cfg: Config, study: optuna.Study) -> dict[str, float] | None:
+def evaluate_best_on_test(
+    cfg: Config, study: optuna.Study, store: Tracker
+) -> dict[str, float] | None:
     """The best configuration's saved model on the test split (the only use of that split).
 
     Multi-objective studies use the Pareto trial best by the first objective.
+
+    Args:
+        cfg: the study's config.
+        study: the finished study.
+        store: the tracker holding the best trial's run (its saved weights).
 
     Returns:
         ``test/auprc``, ``test/auroc`` and ``test/loss``; None when no saved model exists.
@@ -127,21 +141,8 @@ def test_score(cfg: Config, study: optuna.Study) -> dict[str, float] | None:
         or not best[0].user_attrs.get(tags.RUN_ID)
     ):
         return None
-    from mlflow.tracking import MlflowClient
-
-    trial_cfg = with_overrides(cfg, dict(best[0].params))
-    data = prepare(trial_cfg.data, trial_cfg.seed)
-    model = build_model(trial_cfg, data)
-    client = MlflowClient(tracking_uri=tracking_uri(cfg))
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(
-            str(best[0].user_attrs[tags.RUN_ID]), tags.MODEL_FILE, tmp
-        )
-        model.load_state_dict(torch.load(local, map_location="cpu", weights_only=True))
-    return _evaluate_test(trial_cfg, model, data)
-
-
-test_score.__test__ = False  # type: ignore[attr-defined]  # pytest: not a test
+    loaded = load_trial_model(cfg, store, best[0])
+    return _evaluate_test(loaded.cfg, loaded.model, loaded.data)
 
 
 @torch.no_grad()
@@ -171,7 +172,8 @@ def write_report(cfg: Config) -> ReportPaths:
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study, cfg)
     objectives = _objectives(cfg, study)
-    images, notes = _figures(cfg, study, frame, objectives, out)
+    store = read_store(tracking_uri(cfg))  # the trials' runs: curves, the best model
+    images, notes = _figures(cfg, study, frame, objectives, out, store)
     blocks = [
         *header(cfg, study, frame, objectives),
         *best_section(study, objectives),
@@ -179,7 +181,7 @@ def write_report(cfg: Config) -> ReportPaths:
         *reduction_section(
             gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame), cfg.train.epochs
         ),
-        *test_section(study, test_score(cfg, study)),
+        *test_section(study, evaluate_best_on_test(cfg, study, store)),
         *failures_section(frame),
         *plots_section(images, notes),
     ]
@@ -200,7 +202,12 @@ def _objectives(cfg: Config, study: optuna.Study) -> list[str]:
 
 
 def _figures(
-    cfg: Config, study: optuna.Study, frame: pd.DataFrame, objectives: list[str], out: Path
+    cfg: Config,
+    study: optuna.Study,
+    frame: pd.DataFrame,
+    objectives: list[str],
+    out: Path,
+    store: Tracker,
 ) -> tuple[list[Path], list[str]]:
     """Every figure the data allows, and a note for each one it does not."""
     for old in out.glob("*.png"):  # a figure the data no longer allows must not linger
@@ -211,7 +218,7 @@ def _figures(
         complete = usable_trials(frame, metrics.FINAL_GAP_LOSS)
         images.append(gap_heatmap(complete, usable, out / "gap_heatmap.png"))
         images.append(gap_by_width_band(complete, usable, out / "gap_vs_dropout.png"))
-    curves = _curves(cfg, done[:3])
+    curves = _curves(cfg, store, done[:3])
     if curves:
         images.append(learning_curves(curves, out / "learning_curves.png"))
     if done:
@@ -232,20 +239,17 @@ def _figures(
     return images, notes
 
 
-def _curves(cfg: Config, trials: list[FrozenTrial]) -> list[Curves]:
+def _curves(cfg: Config, store: Tracker, trials: list[FrozenTrial]) -> list[Curves]:
     """Eval-mode train and val loss per epoch, read back from each trial's MLflow run."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client, curves = MlflowClient(tracking_uri=tracking_uri(cfg)), []
+    curves = []
     for t in trials if cfg.tracking.enabled else []:
         run_id = str(t.user_attrs.get(tags.RUN_ID))
         try:
             train, val = (
-                {m.step: m.value for m in client.get_metric_history(run_id, key)}
+                {step: values[-1] for step, values in store.metric_history(run_id, key).items()}
                 for key in (metrics.TRAIN_LOSS, metrics.VAL_LOSS)
             )
-        except MlflowException:  # no such run in this store (moved, or another URI)
+        except RunNotFound:  # no such run in this store (moved, or another URI)
             continue
         epochs = sorted(set(train) & set(val))
         best = (t.user_attrs.get(tags.SUMMARY) or {}).get(metrics.BEST_EPOCH, math.nan)

@@ -110,8 +110,8 @@ def _parent_run(cfg: Config, study: optuna.Study, tracker: Tracker, url: str) ->
         if existing:
             tracker.reopen(existing)
             return str(existing)
-        labels = {tags.STUDY_NAME_TAG: study.study_name, "droplab.storage": mask_secrets(url)}
-        run_id = tracker.start(f"study-{study.study_name}", "study", labels, None)
+        labels = {tags.STUDY_NAME_TAG: study.study_name, tags.STORAGE_TAG: mask_secrets(url)}
+        run_id = tracker.start(f"study-{study.study_name}", tags.KIND_STUDY, labels, None)
         # The searched keys are each trial's own values: on the parent they would pose as one.
         params = run_params(cfg)
         tracker.log_params(run_id, {k: v for k, v in params.items() if k not in cfg.study.space})

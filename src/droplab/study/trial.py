@@ -22,8 +22,8 @@ from droplab.study import space
 from droplab.study.close import StudyFailed
 from droplab.study.trials import trial_name
 from droplab.tracking.connect import check_server
-from droplab.tracking.runs import TrackedFit, failure_reason, run_fit
-from droplab.tracking.store import MlflowTracker, Tracker
+from droplab.tracking.runs import RunSpec, TrackedFit, failure_reason, run_fit
+from droplab.tracking.store import Tracker
 
 
 @dataclass
@@ -49,25 +49,22 @@ def run_trial(
 
     overrides = space.suggest(trial, w.cfg.study.space)
     cfg = with_overrides(w.cfg, overrides)
-    touches_data = any(k.startswith("data.") or k == "seed" for k in overrides)
+    # a trial that changes the data or the seed prepares its own
+    trial_data = None if any(k.startswith("data.") or k == "seed" for k in overrides) else data
     hooks = [_pruning_hook(cfg, trial)] if _prunes(cfg) else []
     if w.progress:
         hooks.append(progress_bar(cfg.train.epochs, f"trial {trial.number}"))
-    labels = {tags.STUDY_NAME_TAG: study.study_name, tags.TRIAL_NUMBER_TAG: str(trial.number)}
+    spec = RunSpec(
+        kind=tags.KIND_TRIAL,
+        name=trial_name(trial.number, overrides),
+        parent_id=w.parent_id,
+        tags={tags.STUDY_NAME_TAG: study.study_name, tags.TRIAL_NUMBER_TAG: str(trial.number)},
+        on_start=lambda run_id: trial.set_user_attr(tags.RUN_ID, run_id),
+        activations=False,  # drawn for the best trial only, when the study closes
+    )
     try:
         with get_heartbeat_thread(trial._trial_id, study._storage):
-            tracked = run_fit(
-                cfg,
-                tracker,
-                kind="trial",
-                name=trial_name(trial.number, overrides),
-                parent_id=w.parent_id,
-                tags=labels,
-                hooks=hooks,
-                data=None if touches_data else data,
-                activations=False,  # drawn for the best trial only, when the study closes
-                on_start=lambda run_id: trial.set_user_attr(tags.RUN_ID, run_id),
-            )
+            tracked = run_fit(cfg, tracker, spec, hooks=hooks, data=trial_data)
     except TrialStopped:
         study.tell(trial, state=TrialState.PRUNED)
         return TrialState.PRUNED
@@ -88,11 +85,10 @@ def run_trial(
 
 def _tracking_lost(tracker: Tracker) -> str | None:
     """Why the tracking server no longer answers (None: it does, or there is none)."""
-    uri = tracker.uri if isinstance(tracker, MlflowTracker) else ""
-    if not uri.startswith(("http://", "https://")):
+    if not tracker.uri.startswith(("http://", "https://")):
         return None
     try:
-        check_server(uri)
+        check_server(tracker.uri)
     except ConfigError as exc:
         return str(exc)
     return None

@@ -1,21 +1,30 @@
-"""Readers of a study's trials: load it without creating it, one row a trial, the best ones."""
+"""Readers of a study's trials: load it without creating it, one row a trial, the best ones,
+and the network a trial saved."""
 
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from droplab import metrics, tags
 from droplab.config.identity import mask_secrets
+from droplab.config.load import with_overrides
 from droplab.config.paths import study_name, study_storage
 from droplab.config.schema import Config, ConfigError
+from droplab.data.splits import Dataset, prepare
+from droplab.fit.model import MLP
+from droplab.fit.trainer import build_model
 from droplab.study.storage import is_journal, open_storage
+from droplab.tracking.store import Tracker
 
 DROPOUT_KEY, WIDTH_KEY = "model.dropout", "model.width"
 
@@ -121,3 +130,29 @@ def trial_name(number: int, overrides: Mapping[str, Any]) -> str:
     if "model.width" in overrides:
         parts.append(f"w={overrides['model.width']}")
     return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class TrialModel:
+    """A trial's network with the weights it saved, its config and its data splits."""
+
+    cfg: Config
+    data: Dataset
+    model: MLP
+
+
+def load_trial_model(cfg: Config, tracker: Tracker, trial: FrozenTrial) -> TrialModel:
+    """Rebuild ``trial``'s network and load the weights its run saved (``tags.MODEL_FILE``,
+    the state its objective scored), on the CPU.
+
+    Raises:
+        RunNotFound: the null tracker (it stores nothing); a real store raises its own error
+            for a missing artifact.
+    """
+    trial_cfg = with_overrides(cfg, dict(trial.params))
+    data = prepare(trial_cfg.data, trial_cfg.seed)
+    model = build_model(trial_cfg, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = tracker.download(str(trial.user_attrs[tags.RUN_ID]), tags.MODEL_FILE, Path(tmp))
+        model.load_state_dict(torch.load(local, map_location="cpu", weights_only=True))
+    return TrialModel(trial_cfg, data, model)

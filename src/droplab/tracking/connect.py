@@ -35,6 +35,13 @@ def make_tracker(cfg: Config) -> Tracker:
         ) from None
 
 
+def read_store(uri: str) -> Tracker:
+    """A tracker that reads the runs of the MLflow store at ``uri`` by id (a logged run's
+    metrics, artifacts); it creates no experiment. A missing SQLite file is created empty:
+    a caller that must not create one checks the path first."""
+    return MlflowTracker(uri)
+
+
 def _writable_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)

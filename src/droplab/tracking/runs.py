@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,29 @@ from droplab.tracking.provenance import manifest, run_params, run_tags
 from droplab.tracking.store import MlflowTracker, Tracker
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """What a fit's run is, said once: its kind (a ``tags.KIND_*``), name, parent and extra
+    tags, and what it records when it ends.
+
+    ``on_start`` hears the run id as soon as the run exists. ``activations=False`` skips the
+    activations picture even where ``tracking.activations`` asks for it (a study draws it for
+    its best trial only, see :func:`log_activations`). ``start_time`` / ``end_time`` (seconds
+    since the epoch) date a run logged after its fit ran (see :func:`log_fitted`).
+    """
+
+    kind: str
+    name: str
+    parent_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    on_start: Callable[[str], None] | None = None
+    log_model: bool = False
+    activations: bool = True
+    manifest_extra: Mapping[str, Any] = field(default_factory=dict)
+    start_time: float | None = None
+    end_time: float | None = None
+
+
 @dataclass
 class TrackedFit:
     run_id: str
@@ -40,29 +63,18 @@ def _epoch_logger(tracker: Tracker, run_id: str, seen: list[dict[str, float]]) -
     return log
 
 
-def open_run(
-    cfg: Config,
-    tracker: Tracker,
-    data: Dataset,
-    *,
-    kind: str,
-    name: str,
-    parent_id: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    on_start: Callable[[str], None] | None = None,
-    start_time: float | None = None,
-) -> str:
+def open_run(cfg: Config, tracker: Tracker, data: Dataset, spec: RunSpec) -> str:
     """Create a fit's run: its tags (config hash, data digest, commit), params and data input.
 
-    ``on_start`` hears the run id as soon as the run exists. If logging fails the run is
-    ended FAILED with the reason and the error raised.
+    If logging fails the run is ended FAILED with the reason and the error raised.
     """
+    labels = {**run_tags(cfg, data), **spec.tags}
     run_id = tracker.start(
-        name, kind, {**run_tags(cfg, data), **(labels or {})}, parent_id, start_time=start_time
+        spec.name, spec.kind, labels, spec.parent_id, start_time=spec.start_time
     )
     try:
-        if on_start is not None:
-            on_start(run_id)
+        if spec.on_start is not None:
+            spec.on_start(run_id)
         tracker.log_params(run_id, run_params(cfg))
         tracker.log_dataset(run_id, data)
     except BaseException as exc:
@@ -72,38 +84,26 @@ def open_run(
 
 
 def close_run(
-    cfg: Config,
-    tracker: Tracker,
-    run_id: str,
-    result: FitResult,
-    *,
-    log_model: bool = False,
-    activations: bool = True,
-    manifest_extra: Mapping[str, Any] | None = None,
-    end_time: float | None = None,
+    cfg: Config, tracker: Tracker, run_id: str, spec: RunSpec, result: FitResult
 ) -> None:
-    """End a finished fit's run FINISHED, after its summary, manifest, plot (and model).
-
-    ``activations=False`` skips the activations picture even where ``tracking.activations``
-    asks for it (a study draws it for its best trial only, see :func:`log_activations`).
-    """
+    """End a finished fit's run FINISHED, after its summary, manifest, plot (and model)."""
     tracker.flush()  # every epoch written, or the run fails with the write's error
     tracker.log_metrics(run_id, result.summary)
-    tracker.log_dict(run_id, {**manifest(cfg, result), **(manifest_extra or {})}, tags.MANIFEST)
-    if cfg.tracking.activations and activations:
+    tracker.log_dict(run_id, {**manifest(cfg, result), **spec.manifest_extra}, tags.MANIFEST)
+    if cfg.tracking.activations and spec.activations:
         log_activations(tracker, run_id, result.model, result.data.x_val, cfg.seed)
-    if log_model:
+    if spec.log_model:
         tracker.log_model(run_id, result.model, result.data.x_val[:5].cpu())
-    tracker.end(run_id, tags.FINISHED, tags.COMPLETE, end_time=end_time)
+    tracker.end(run_id, tags.FINISHED, tags.COMPLETE, end_time=spec.end_time)
 
 
 def fail_run(
     cfg: Config,
     tracker: Tracker,
     run_id: str,
+    spec: RunSpec,
     exc: BaseException,
     history: Sequence[Mapping[str, float]],
-    end_time: float | None = None,
 ) -> None:
     """End the run of a fit stopped by ``exc``: a :class:`TrialStopped` (pruning) is KILLED
     with the summary of the epochs in ``history``; any other error or an interrupt is FAILED
@@ -111,24 +111,18 @@ def fail_run(
     if isinstance(exc, TrialStopped):
         tracker.flush()  # the epochs first, then the summary of them
         tracker.log_metrics(run_id, metrics.summarize(history, cfg.train.monitor))
-        tracker.end(run_id, tags.KILLED, tags.PRUNED, str(exc), end_time=end_time)
+        tracker.end(run_id, tags.KILLED, tags.PRUNED, str(exc), end_time=spec.end_time)
         return
-    end_quietly(tracker, run_id, tags.FAILED, tags.FAIL, failure_reason(exc), end_time=end_time)
+    reason = failure_reason(exc)
+    end_quietly(tracker, run_id, tags.FAILED, tags.FAIL, reason, end_time=spec.end_time)
 
 
 def run_fit(
     cfg: Config,
     tracker: Tracker,
-    *,
-    kind: str,
-    name: str,
-    parent_id: str | None = None,
-    tags: Mapping[str, str] | None = None,
+    spec: RunSpec,
     hooks: Sequence[EpochHook] = (),
     data: Dataset | None = None,
-    log_model: bool = False,
-    activations: bool = True,
-    on_start: Callable[[str], None] | None = None,
 ) -> TrackedFit:
     """One fit inside one MLflow run whose final state droplab sets itself.
 
@@ -137,22 +131,13 @@ def run_fit(
     an interrupt ends it FAILED with the reason; success ends it FINISHED.
     """
     data = data or prepare(cfg.data, cfg.seed)
-    run_id = open_run(
-        cfg,
-        tracker,
-        data,
-        kind=kind,
-        name=name,
-        parent_id=parent_id,
-        labels=tags,
-        on_start=on_start,
-    )
+    run_id = open_run(cfg, tracker, data, spec)
     seen: list[dict[str, float]] = []
     try:
         result = fit(cfg, data, hooks=[_epoch_logger(tracker, run_id, seen), *hooks])
-        close_run(cfg, tracker, run_id, result, log_model=log_model, activations=activations)
+        close_run(cfg, tracker, run_id, spec, result)
     except BaseException as exc:
-        fail_run(cfg, tracker, run_id, exc, seen)
+        fail_run(cfg, tracker, run_id, spec, exc, seen)
         raise
     return TrackedFit(run_id, result)
 
@@ -160,37 +145,19 @@ def run_fit(
 def log_fitted(
     cfg: Config,
     tracker: Tracker,
+    spec: RunSpec,
     result: FitResult,
-    error: Exception | None,
-    *,
-    kind: str,
-    name: str,
-    parent_id: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    on_start: Callable[[str], None] | None = None,
-    manifest_extra: Mapping[str, Any] | None = None,
-    start_time: float | None = None,
-    end_time: float | None = None,
+    error: Exception | None = None,
 ) -> TrackedFit:
     """Log a fit that already ran (a member of a stacked fit) as :func:`run_fit` logs one.
 
     The same run: tags, params, data input, one ``log_batch`` per epoch of ``result.history``,
     then the summary and manifest and FINISHED; or, when ``error`` stopped the fit, the end
     ``run_fit`` gives a fit that raised it, and ``error`` is raised. The run is created only
-    now, so a process killed while the fit trained leaves no run RUNNING; ``start_time`` and
-    ``end_time`` date it when the fit ran.
+    now, so a process killed while the fit trained leaves no run RUNNING; the spec's
+    ``start_time`` and ``end_time`` date it when the fit ran.
     """
-    run_id = open_run(
-        cfg,
-        tracker,
-        result.data,
-        kind=kind,
-        name=name,
-        parent_id=parent_id,
-        labels=tags,
-        on_start=on_start,
-        start_time=start_time,
-    )
+    run_id = open_run(cfg, tracker, result.data, spec)
     seen: list[dict[str, float]] = []
     log = _epoch_logger(tracker, run_id, seen)
     try:
@@ -198,9 +165,9 @@ def log_fitted(
             log(epoch, values)
         if error is not None:
             raise error
-        close_run(cfg, tracker, run_id, result, manifest_extra=manifest_extra, end_time=end_time)
+        close_run(cfg, tracker, run_id, spec, result)
     except BaseException as exc:
-        fail_run(cfg, tracker, run_id, exc, seen, end_time=end_time)
+        fail_run(cfg, tracker, run_id, spec, exc, seen)
         raise
     return TrackedFit(run_id, result)
 
@@ -214,19 +181,13 @@ _RUN_FOR_STATE = {
 def reconcile_runs(tracker: Tracker, parent_id: str, states: Mapping[str, str]) -> int:
     """Close child runs left RUNNING whose trial has ended (e.g. the store was down when it
     ended); ``states`` maps trial numbers (as tag strings) to Optuna state names."""
-    if not isinstance(tracker, MlflowTracker):
-        return 0
-    running = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"tags.`{tags.PARENT}` = '{parent_id}' and attributes.status = 'RUNNING'",
-    )
     closed = 0
-    for child in running:
-        state = states.get(child.data.tags.get("optuna.trial_number", ""), "RUNNING")
-        if state in ("RUNNING", "WAITING"):
+    for child in tracker.find_runs({tags.PARENT: parent_id}, status=tags.RUNNING):
+        state = states.get(child.tags.get(tags.TRIAL_NUMBER_TAG, ""), tags.RUNNING)
+        if state in (tags.RUNNING, tags.WAITING):
             continue
         status, tag = _RUN_FOR_STATE.get(state, (tags.FAILED, tags.FAIL))
-        tracker.end(child.info.run_id, status, tag, f"closed to match trial state {state}")
+        tracker.end(child.id, status, tag, f"closed to match trial state {state}")
         closed += 1
     return closed
 

@@ -3,7 +3,8 @@
 A :class:`Tracker` is the small interface the rest of droplab uses; the base class is the null
 implementation (training runs without MLflow in unit tests), :class:`MlflowTracker` writes
 through ``MlflowClient`` so that droplab, not MLflow's exit hooks, decides each run's state.
-Reads (find runs, metric histories, downloads) go through it too.
+Reads (find runs, one run, metric histories, downloads) go through it too: no module outside
+``droplab.tracking`` imports MLflow. A run read back is a :class:`LoggedRun`, plain data.
 """
 
 from __future__ import annotations
@@ -12,27 +13,46 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from droplab import metrics, tags
+from droplab import tags
+from droplab.config.identity import mask_secrets
 from droplab.data.splits import Dataset
 from droplab.fit.model import MLP
 
 _DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|IntegrityError", re.I)
 
 
+class RunNotFound(LookupError):
+    """The store has no such run (or cannot answer for it); the null tracker has none."""
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """A run as the store holds it: ``metrics`` are the latest value of each key."""
+
+    id: str
+    status: str
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+
 class Tracker:
-    """Null tracker: every call is accepted and nothing is written.
+    """Null tracker: every write is accepted and nothing is written; reads find nothing.
 
     ``start_time`` / ``end_time`` (seconds since the epoch) date a run that is logged after
     its training ran (a member of a stacked fit); by default a run is dated when it is
     started and ended.
     """
+
+    uri = ""  # the store's URI ("" for the null tracker)
 
     def start(
         self,
@@ -78,17 +98,54 @@ class Tracker:
         end_time: float | None = None,
     ) -> None: ...
 
+    def find_runs(self, labels: Mapping[str, str], status: str | None = None) -> list[LoggedRun]:
+        """Runs of the tracker's experiment with all ``labels`` (and ``status``), oldest first."""
+        return []
+
+    def get_run(self, run_id: str) -> LoggedRun:
+        """The run ``run_id``.
+
+        Raises:
+            RunNotFound: the store has no such run.
+        """
+        raise RunNotFound(f"run {run_id}: tracking is off, no run was stored")
+
+    def metric_history(self, run_id: str, key: str) -> dict[int, list[float]]:
+        """Every value logged for ``key``, by step, in the order it was logged.
+
+        Raises:
+            RunNotFound: the store cannot answer for that run.
+        """
+        return {}
+
+    def download(self, run_id: str, path: str, dst: Path) -> Path:
+        """Copy the artifact ``path`` of run ``run_id`` into the folder ``dst``; its local path.
+
+        Raises:
+            RunNotFound: the null tracker stores no artifacts (a real store raises its own
+                error for a missing artifact).
+        """
+        raise RunNotFound(f"run {run_id}: tracking is off, no artifact {path} was stored")
+
 
 class MlflowTracker(Tracker):
-    """Writes to the MLflow store at ``uri`` under one experiment (created once, race-safe)."""
+    """Writes to the MLflow store at ``uri`` under one experiment (created once, race-safe).
 
-    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+    Without ``experiment`` it reads runs by id and creates no experiment (MLflow still creates
+    a missing SQLite store: check first where that matters); writing or searching needs one.
+    """
+
+    def __init__(
+        self, uri: str, experiment: str | None = None, artifact_location: str | None = None
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO on import
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
-        self.experiment_id = self._experiment(experiment, artifact_location)
+        self.experiment_id = (
+            None if experiment is None else self._experiment(experiment, artifact_location)
+        )
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
         self._write_error: BaseException | None = None
@@ -119,7 +176,7 @@ class MlflowTracker(Tracker):
         if parent_id is not None:
             all_tags[tags.PARENT] = parent_id
         run = self.client.create_run(
-            self.experiment_id, start_time=_ms(start_time), tags=all_tags, run_name=name
+            self._experiment_id(), start_time=_ms(start_time), tags=all_tags, run_name=name
         )
         return str(run.info.run_id)
 
@@ -187,7 +244,7 @@ class MlflowTracker(Tracker):
 
         # An explicit source: MLflow refuses a source string whose scheme it does not know
         # (``sklearn:digits``, ``csv:/path``). The digest is ours (over the raw table).
-        source = CodeDatasetSource({"droplab.source": data.source})
+        source = CodeDatasetSource({tags.DATA_SOURCE: data.source})
         x, y = data.x_train.cpu().numpy()[:0], data.y_train.cpu().numpy()[:0]
         dataset = from_numpy(
             x, targets=y, source=source, name=data.source, digest=data.digest[:32]
@@ -223,10 +280,10 @@ class MlflowTracker(Tracker):
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
         # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
-        self.client.update_run(run_id, status="RUNNING")
+        self.client.update_run(run_id, status=tags.RUNNING)
 
     def reopen(self, run_id: str) -> None:
-        self.client.update_run(run_id, status="RUNNING")
+        self.client.update_run(run_id, status=tags.RUNNING)
 
     def end(
         self,
@@ -246,6 +303,67 @@ class MlflowTracker(Tracker):
         self.set_tags(run_id, labels)
         self.client.set_terminated(run_id, status=status, end_time=_ms(end_time))
 
+    def find_runs(self, labels: Mapping[str, str], status: str | None = None) -> list[LoggedRun]:
+        clauses = [f"tags.`{k}` = '{v}'" for k, v in labels.items()]
+        if status is not None:
+            clauses.append(f"attributes.status = '{status}'")
+        runs: list[LoggedRun] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self._experiment_id()],
+                filter_string=" and ".join(clauses),
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            runs.extend(_logged(run) for run in page)
+            token = page.token
+            if not token:
+                return runs
+
+    def get_run(self, run_id: str) -> LoggedRun:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _logged(self.client.get_run(run_id))
+        except MlflowException:
+            raise RunNotFound(f"run {run_id} not found in {mask_secrets(self.uri)}") from None
+
+    def metric_history(self, run_id: str, key: str) -> dict[int, list[float]]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            logged = self.client.get_metric_history(run_id, key)
+        except MlflowException as exc:  # e.g. a tracking server that knows no such run
+            raise RunNotFound(f"run {run_id}: no history of {key} ({exc})") from exc
+        by_step: dict[int, list[float]] = {}
+        for m in sorted(logged, key=lambda m: (m.step, m.timestamp)):
+            by_step.setdefault(int(m.step), []).append(float(m.value))
+        return by_step
+
+    def download(self, run_id: str, path: str, dst: Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, path, str(dst)))
+
+    def _experiment_id(self) -> str:
+        if self.experiment_id is None:
+            raise RuntimeError(
+                f"the MLflow store {mask_secrets(self.uri)} was opened to read runs by id; "
+                "writing or searching runs needs an experiment"
+            )
+        return self.experiment_id
+
+
+def _logged(run: Any) -> LoggedRun:
+    """An MLflow ``Run`` as plain data."""
+    return LoggedRun(
+        id=str(run.info.run_id),
+        status=str(run.info.status),
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+    )
+
 
 def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
     from mlflow.entities import Metric
@@ -256,55 +374,3 @@ def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
 
 def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000)
-
-
-def find_runs(tracker: Tracker, tags: Mapping[str, str], status: str | None = None) -> list[Any]:
-    """Runs of the tracker's experiment with all ``tags`` (and ``status``), oldest first."""
-    if not isinstance(tracker, MlflowTracker):
-        return []
-    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
-    if status is not None:
-        clauses.append(f"attributes.status = '{status}'")
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = tracker.client.search_runs(
-            [tracker.experiment_id],
-            filter_string=" and ".join(clauses),
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def metric_history(client: Any, run_id: str, key: str) -> dict[int, list[float]]:
-    """Every value logged for ``key``, by step, in the order it was logged."""
-    by_step: dict[int, list[float]] = {}
-    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
-        by_step.setdefault(int(m.step), []).append(float(m.value))
-    return by_step
-
-
-def last_values(by_step: Mapping[int, Sequence[float]]) -> list[float]:
-    """The latest value of each step, steps in order (what the MLflow UI plots)."""
-    return [by_step[step][-1] for step in sorted(by_step)]
-
-
-def finished_by_hash(tracker: Tracker, kind: str) -> dict[str, Any]:
-    """The oldest FINISHED run of ``kind`` for each config hash (the resume index)."""
-    out: dict[str, Any] = {}
-    for run in find_runs(tracker, {tags.KIND: kind}, status=tags.FINISHED):
-        out.setdefault(run.data.tags.get(tags.CONFIG_HASH, ""), run)
-    return out
-
-
-def logged_summary(tracker: Tracker, run: Any) -> tuple[dict[str, float], list[float]]:
-    """A logged run's summary metrics and its per-epoch ``gap/loss``."""
-    assert isinstance(tracker, MlflowTracker)  # runs only come from a real store
-    history = metric_history(tracker.client, run.info.run_id, metrics.GAP_LOSS)
-    summary = {k: v for k, v in run.data.metrics.items() if k in metrics.SUMMARY_KEYS}
-    return summary, last_values(history)
