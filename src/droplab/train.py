@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
-from droplab.progress import progress_bar
+from droplab.progress import epoch_bar
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.runs import TrackedFit, run_fit
 
@@ -19,7 +19,7 @@ def train(cfg: Config, progress: bool = False) -> TrackedFit:
                 f"{data.n_features} features ({', '.join(data.feature_names[:5])}...)"
             )
     tracker = make_tracker(cfg)
-    hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
+    hooks = [epoch_bar(cfg.train.epochs, cfg.name)] if progress else []
     return run_fit(
         cfg,
         tracker,

@@ -50,7 +50,14 @@ from droplab.study.sections import (
     test_section,
     usable_trials,
 )
-from droplab.study.trials import best_trials, load_study, ranked_trials, trial_name, trials_frame
+from droplab.study.trials import (
+    best_trials,
+    first_direction,
+    load_study,
+    ranked_trials,
+    trial_name,
+    trials_frame,
+)
 from droplab.tracking.connect import make_tracker
 
 REPORT_FOLDER = "report"  # the parent run's artifact folder
@@ -215,7 +222,7 @@ def _figures(
     if curves:
         images.append(learning_curves(curves, out / "learning_curves.png"))
     if done:
-        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        maximize = first_direction(study) == metrics.MAXIMIZE
         numbers, values = [t.number for t in done], [t.values[0] for t in done]
         path = out / "optimization_history.png"
         images.append(optimization_history(numbers, values, objectives[0], maximize, path))

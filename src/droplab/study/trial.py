@@ -17,10 +17,11 @@ from droplab.config.load import with_overrides
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import Dataset
 from droplab.fit.trainer import EpochHook, TrialStopped
-from droplab.progress import progress_bar
+from droplab.optuna_compat import heartbeat
+from droplab.progress import epoch_bar
 from droplab.study import space
 from droplab.study.close import StudyFailed
-from droplab.study.trials import trial_name
+from droplab.study.trials import first_direction, trial_name
 from droplab.tracking.connect import check_server
 from droplab.tracking.runs import TrackedFit, failure_reason, run_fit
 from droplab.tracking.store import MlflowTracker, Tracker
@@ -38,30 +39,29 @@ class WorkerSpec:
 
 
 def run_trial(
-    w: WorkerSpec,
+    spec: WorkerSpec,
     study: optuna.Study,
     trial: optuna.Trial,
     tracker: Tracker,
     data: Dataset,
 ) -> TrialState:
     """Train one trial inside its MLflow child run and tell Optuna how it ended."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    overrides = space.suggest(trial, w.cfg.study.space)
-    cfg = with_overrides(w.cfg, overrides)
+    overrides = space.suggest(trial, spec.cfg.study.space)
+    cfg = with_overrides(spec.cfg, overrides)
     touches_data = any(k.startswith("data.") or k == "seed" for k in overrides)
     hooks = [_pruning_hook(cfg, trial)] if _prunes(cfg) else []
-    if w.progress:
-        hooks.append(progress_bar(cfg.train.epochs, f"trial {trial.number}"))
+    if spec.progress:
+        hooks.append(epoch_bar(cfg.train.epochs, f"trial {trial.number}"))
     labels = {tags.STUDY_NAME_TAG: study.study_name, tags.TRIAL_NUMBER_TAG: str(trial.number)}
+    beating = heartbeat(study, trial)
     try:
-        with get_heartbeat_thread(trial._trial_id, study._storage):
+        with beating:
             tracked = run_fit(
                 cfg,
                 tracker,
                 kind="trial",
                 name=trial_name(trial.number, overrides),
-                parent_id=w.parent_id,
+                parent_id=spec.parent_id,
                 tags=labels,
                 hooks=hooks,
                 data=None if touches_data else data,
@@ -130,8 +130,8 @@ def _worth_keeping(study: optuna.Study, values: list[float]) -> bool:
         best = study.best_value
     except ValueError:  # no complete trial yet
         return True
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return values[0] > best if maximize else values[0] < best
+    direction = first_direction(study)
+    return metrics.as_cost(direction, values[0]) < metrics.as_cost(direction, best)
 
 
 def _save_model(tracker: Tracker, tracked: TrackedFit) -> None:
