@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from droplab import tags
 from droplab.config import Config, load_config
+from droplab.optuna_compat import storage_of, trial_id
 from droplab.study import storage
 from droplab.tags import PARENT_RUN
 from droplab.tracking.connect import make_tracker
@@ -233,7 +234,7 @@ def test_the_slot_lock_holds_across_machines(cluster: Cluster, tmp_path: Path) -
     held = threading.Event()
 
     def hold() -> None:
-        with storage.slot_lock(a._storage, cluster.storage, name, cfg_a):
+        with storage.slot_lock(a, cluster.storage, cfg_a):
             held.set()
             time.sleep(2.0)
 
@@ -241,7 +242,7 @@ def test_the_slot_lock_holds_across_machines(cluster: Cluster, tmp_path: Path) -
     thread.start()
     held.wait(30)
     start = time.monotonic()
-    with storage.slot_lock(b._storage, cluster.storage, name, cfg_b):
+    with storage.slot_lock(b, cluster.storage, cfg_b):
         waited = time.monotonic() - start
     thread.join()
     # the second machine waits for the first one's lock although they share no disk
@@ -253,7 +254,7 @@ def test_a_trial_left_by_a_dead_machine_is_failed(cluster: Cluster, tmp_path: Pa
     trial = study.ask()
     trial.set_user_attr(tags.HOST, "another-machine")
     trial.set_user_attr(tags.PID, 12345)
-    study._storage.record_heartbeat(trial._trial_id)  # it beat once, then its machine died
+    storage_of(study).record_heartbeat(trial_id(trial))  # it beat once, then its machine died
     time.sleep(3.0)  # longer than the grace period, 2 x heartbeat_seconds
     closed: list[int] = []
     storage.recover_stale(study, lambda t, reason: closed.append(t.number))

@@ -142,6 +142,18 @@ def test_where_no_stacked_kernel_is_exact_members_train_alone(
     assert isinstance(results[1].error, NonFiniteLoss) and results[1].history == []
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_the_optimizer_probe_steps_the_tensors_it_is_given(tmp_path: Path, optimizer: str) -> None:
+    cfg = tiny_config(tmp_path, f"train.optimizer={optimizer}").train
+    params = [torch.zeros(3, 2), torch.zeros(2)]
+    built = kernels.optimizer(params, cfg, foreach=False)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    built.step()
+    # the probe compares stepped tensors: an optimizer over copies would leave them unchanged
+    assert all(bool((p != 0).all()) for p in params)
+
+
 def test_result_is_shaped_like_fit(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, "model.dropout=0.3")
     (member,) = fit_members([cfg])

@@ -87,13 +87,18 @@ def gaps(epoch: Mapping[str, float]) -> dict[str, float]:
     }
 
 
+def as_cost(direction: str, value: float) -> float:
+    """``value`` as a cost: itself where smaller is better (``MINIMIZE``), negated where larger
+    is (``MAXIMIZE``), so one ``<`` or one ascending sort serves both directions."""
+    return -value if direction == MAXIMIZE else value
+
+
 def is_better(monitor: str, candidate: float, incumbent: float | None) -> bool:
     """Whether ``candidate`` beats ``incumbent`` for ``monitor`` (ties keep the earlier epoch)."""
     if incumbent is None or math.isnan(incumbent):
         return not math.isnan(candidate)
-    if DIRECTIONS[monitor] == MAXIMIZE:
-        return candidate > incumbent
-    return candidate < incumbent
+    direction = DIRECTIONS[monitor]
+    return as_cost(direction, candidate) < as_cost(direction, incumbent)
 
 
 def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str, float]:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from tqdm.auto import tqdm
+
 from droplab import metrics
 
 EpochHook = Callable[[int, Mapping[str, float]], None]  # as droplab.fit.trainer's
 
 
-def progress_bar(epochs: int, desc: str) -> EpochHook:
-    """An epoch progress bar (stderr) showing val AUPRC and the gap as they come."""
-    from tqdm.auto import tqdm
+def make_bar(total: int, desc: str, unit: str, leave: bool = True) -> tqdm:
+    """A bar on stderr counting ``total`` ``unit``s; ``leave=False`` clears it when closed."""
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave)
 
-    bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False)
+
+def epoch_bar(epochs: int, desc: str) -> EpochHook:
+    """An epoch progress bar (stderr) showing val AUPRC and the gap as they come."""
+    bar = make_bar(epochs, desc, "epoch", leave=False)
 
     def update(epoch: int, values: Mapping[str, float]) -> None:
         bar.set_postfix(

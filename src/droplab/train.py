@@ -5,7 +5,7 @@ from __future__ import annotations
 from droplab import tags
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
-from droplab.progress import progress_bar
+from droplab.progress import epoch_bar
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.runs import RunSpec, TrackedFit, run_fit
 
@@ -20,6 +20,6 @@ def train(cfg: Config, progress: bool = False) -> TrackedFit:
                 f"{data.n_features} features ({', '.join(data.feature_names[:5])}...)"
             )
     tracker = make_tracker(cfg)
-    hooks = [progress_bar(cfg.train.epochs, cfg.name)] if progress else []
+    hooks = [epoch_bar(cfg.train.epochs, cfg.name)] if progress else []
     spec = RunSpec(tags.KIND_TRAIN, f"train-{cfg.name}", log_model=cfg.tracking.log_model)
     return run_fit(cfg, tracker, spec, hooks=hooks, data=data)

@@ -66,14 +66,19 @@ def benefit_cost(
     """Gap reduction (benefit) against the change in best val AUPRC (cost), 95% CI bars."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for cell in (c for c in cells if not c.is_baseline):
-        s = cell_stats[cell.key]
-        r, d = _reduction(s), s.contrasts[COST].diff
+        found = cell_stats[cell.key]
+        gain, cost = _reduction(found), found.contrasts[COST].diff
         ax.errorbar(
-            [r.estimate], [d.estimate], xerr=_yerr([r]), yerr=_yerr([d]), marker="o", capsize=3
+            [gain.estimate],
+            [cost.estimate],
+            xerr=_yerr([gain]),
+            yerr=_yerr([cost]),
+            marker="o",
+            capsize=3,
         )
         ax.annotate(
             cell.label,
-            (r.estimate, d.estimate),
+            (gain.estimate, cost.estimate),
             fontsize=7,
             xytext=(4, 4),
             textcoords="offset points",
@@ -85,11 +90,11 @@ def benefit_cost(
     return save_figure(fig, out)
 
 
-def _reduction(s: stats.CellStats) -> stats.Interval:
-    c = s.contrasts.get(HEADLINE)
-    if c is None:  # a baseline: no reduction against itself, by definition
+def _reduction(cell: stats.CellStats) -> stats.Interval:
+    contrast = cell.contrasts.get(HEADLINE)
+    if contrast is None:  # a baseline: no reduction against itself, by definition
         return stats.Interval(0.0, 0.0, 0.0)
-    return c.reduction or stats.Interval(math.nan)
+    return contrast.reduction or stats.Interval(math.nan)
 
 
 def _dropout_x(cell: Cell, index: int) -> float:

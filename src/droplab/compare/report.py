@@ -112,9 +112,9 @@ def results_table(
     keys = {c.key: c.label for c in cells}
     rows = []
     for cell in cells:
-        s = cell_stats[cell.key]
         base = keys.get(cell.baseline_key or "", "")
-        rows.append({"cell": cell.label, "baseline": base, **cell.overrides, **stats.row(s)})
+        numbers = stats.row(cell_stats[cell.key])
+        rows.append({"cell": cell.label, "baseline": base, **cell.overrides, **numbers})
     return pd.DataFrame(rows)
 
 
@@ -142,33 +142,35 @@ def summary_table(
     """The readable table: each quantity as ``estimate [95% CI]``."""
     rows = []
     for cell in cells:
-        s = cell_stats[cell.key]
-        row = {"cell": cell.label, "seeds": s.n}
+        found = cell_stats[cell.key]
+        row = {"cell": cell.label, "seeds": found.n}
         for metric in stats.COMPARED:
-            c = s.contrasts.get(metric)
-            row[metric] = _ci(s.means[metric], signed)
-            row[f"Δ {metric}"] = _ci(c.diff, signed) if c else "baseline"
+            contrast = found.contrasts.get(metric)
+            row[metric] = _ci(found.means[metric], signed)
+            row[f"Δ {metric}"] = _ci(contrast.diff, signed) if contrast else "baseline"
             if metric in stats.GAPS:
-                row[f"reduction ({metric})"] = _ci(c.reduction, _pct) if c and c.reduction else "—"
-            row[f"p Holm t / W ({metric})"] = _p(c) if c else "—"
+                reduction = contrast.reduction if contrast else None
+                row[f"reduction ({metric})"] = _ci(reduction, _pct) if reduction else "—"
+            row[f"p Holm t / W ({metric})"] = _p(contrast) if contrast else "—"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _ci(i: stats.Interval | None, show: Any) -> str:
-    if i is None or math.isnan(i.estimate):
+def _ci(interval: stats.Interval | None, show: Any) -> str:
+    if interval is None or math.isnan(interval.estimate):
         return "—"
-    if not i.bounded:
-        return f"{show(i.estimate)} [unbounded]" if math.isinf(i.low) else show(i.estimate)
-    return f"{show(i.estimate)} [{show(i.low)}, {show(i.high)}]"
+    estimate = show(interval.estimate)
+    if not interval.bounded:
+        return f"{estimate} [unbounded]" if math.isinf(interval.low) else estimate
+    return f"{estimate} [{show(interval.low)}, {show(interval.high)}]"
 
 
 def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
-def _p(c: stats.Contrast) -> str:
-    return f"{c.p_holm['t']:.2g} / {c.p_holm['wilcoxon']:.2g}"
+def _p(contrast: stats.Contrast) -> str:
+    return f"{contrast.p_holm['t']:.2g} / {contrast.p_holm['wilcoxon']:.2g}"
 
 
 def findings(cells: Sequence[Cell], cell_stats: Mapping[str, stats.CellStats]) -> list[str]:
@@ -182,12 +184,12 @@ def findings(cells: Sequence[Cell], cell_stats: Mapping[str, stats.CellStats]) -
     return out
 
 
-def _finite(c: stats.Contrast) -> float:
-    r = c.reduction.estimate if c.reduction is not None else math.nan
+def _finite(contrast: stats.Contrast) -> float:
+    r = contrast.reduction.estimate if contrast.reduction is not None else math.nan
     return r if math.isfinite(r) else -math.inf
 
 
-def _sentence(cell: Cell, cells: Sequence[Cell], s: stats.CellStats, n_rates: int) -> str:
+def _sentence(cell: Cell, cells: Sequence[Cell], cell_stats: stats.CellStats, n_rates: int) -> str:
     base = next(c for c in cells if c.key == cell.baseline_key)
     where = ", ".join(
         _phrase(k, v) for k, v in cell.overrides.items() if base.overrides.get(k) == v
@@ -195,7 +197,7 @@ def _sentence(cell: Cell, cells: Sequence[Cell], s: stats.CellStats, n_rates: in
     what = ", ".join(
         _phrase(k, v) for k, v in cell.overrides.items() if base.overrides.get(k) != v
     )
-    gap, cost = s.contrasts[HEADLINE], s.contrasts[COST]
+    gap, cost = cell_stats.contrasts[HEADLINE], cell_stats.contrasts[COST]
     n = len(gap.seeds)
     if n == 0:
         return (

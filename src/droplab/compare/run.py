@@ -38,7 +38,7 @@ from droplab.config.schema import Config, DataConfig
 from droplab.data.splits import Dataset
 from droplab.fit.stack.members import MemberResult, fit_members, group_stackable, worth_stacking
 from droplab.fit.trainer import EpochHook
-from droplab.progress import progress_bar
+from droplab.progress import epoch_bar, make_bar
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.provenance import run_params
 from droplab.tracking.runs import (
@@ -146,9 +146,7 @@ def _close_orphans(ctx: _Context) -> None:
 
 
 def _train(ctx: _Context, pending: Sequence[Member]) -> dict[tuple[str, int], SeedRecord]:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(pending), desc="seed runs", unit="run") if ctx.progress else None
+    bar = make_bar(len(pending), "seed runs", "run") if ctx.progress else None
     out = {}
     for group in _groups(pending, ctx.cfg.compare.vectorize):
         for record in _train_members(ctx, group):
@@ -182,7 +180,7 @@ def _train_members(ctx: _Context, group: Sequence[Member]) -> list[SeedRecord]:
     hooks = [list(ctx.hooks) for _ in group]
     if ctx.progress:
         desc = f"{len(group)} runs stacked ({group[0].cell.group})"
-        hooks[0].append(progress_bar(group[0].cfg.train.epochs, desc))
+        hooks[0].append(epoch_bar(group[0].cfg.train.epochs, desc))
     started = time.time()
     data = [dataset(ctx.data, m.cfg) for m in group]
     results = fit_members([m.cfg for m in group], hooks, data)
@@ -208,7 +206,7 @@ def _seed_spec(ctx: _Context, m: Member, run_ids: list[str]) -> RunSpec:
 def _train_one(ctx: _Context, m: Member) -> SeedRecord:
     hooks = list(ctx.hooks)
     if ctx.progress:
-        hooks.append(progress_bar(m.cfg.train.epochs, f"{m.cell.label} seed-{m.seed}"))
+        hooks.append(epoch_bar(m.cfg.train.epochs, f"{m.cell.label} seed-{m.seed}"))
     started: list[str] = []
     try:
         spec = _seed_spec(ctx, m, started)

@@ -236,37 +236,41 @@ def _adjust(cells: list[CellStats]) -> None:
                 cell.contrasts[metric].p_holm[test] = p
 
 
-def row(s: CellStats) -> dict[str, float]:
+def row(cell: CellStats) -> dict[str, float]:
     """A cell as one flat table row: means, differences, reductions (each with its CI bounds)
     and raw and Holm-adjusted p-values; contrast columns are absent for a baseline."""
-    out: dict[str, float] = {"n_seeds": float(s.n)}
+    out: dict[str, float] = {"n_seeds": float(cell.n)}
     for metric in COMPARED:
-        out.update(_columns(metric, s.means[metric]))
-        c = s.contrasts.get(metric)
-        if c is None:
+        out.update(_columns(metric, cell.means[metric]))
+        contrast = cell.contrasts.get(metric)
+        if contrast is None:
             continue
-        out[f"{metric} paired_seeds"] = float(len(c.seeds))
-        out.update(_columns(f"{metric} diff", c.diff))
-        if c.reduction is not None:
-            out.update(_columns(f"{metric} reduction", c.reduction))
+        out[f"{metric} paired_seeds"] = float(len(contrast.seeds))
+        out.update(_columns(f"{metric} diff", contrast.diff))
+        if contrast.reduction is not None:
+            out.update(_columns(f"{metric} reduction", contrast.reduction))
         for test in TESTS:
-            out[f"{metric} p_{test}"] = c.p[test]
-            out[f"{metric} p_{test}_holm"] = c.p_holm[test]
+            out[f"{metric} p_{test}"] = contrast.p[test]
+            out[f"{metric} p_{test}_holm"] = contrast.p_holm[test]
     return out
 
 
-def _columns(name: str, i: Interval) -> dict[str, float]:
-    return {name: i.estimate, f"{name} ci_low": i.low, f"{name} ci_high": i.high}
+def _columns(name: str, interval: Interval) -> dict[str, float]:
+    return {
+        name: interval.estimate,
+        f"{name} ci_low": interval.low,
+        f"{name} ci_high": interval.high,
+    }
 
 
-def cell_metrics(s: CellStats) -> dict[str, float]:
+def cell_metrics(cell: CellStats) -> dict[str, float]:
     """A cell run's metrics: seed means under the seed runs' names, and its contrasts."""
-    out = {m: s.means[m].estimate for m in COMPARED}
-    out[N_SEEDS] = float(s.n)
-    for metric, c in s.contrasts.items():
-        out[compare_metric("diff", metric)] = c.diff.estimate
-        for test, p in c.p_holm.items():
+    out = {m: cell.means[m].estimate for m in COMPARED}
+    out[N_SEEDS] = float(cell.n)
+    for metric, contrast in cell.contrasts.items():
+        out[compare_metric("diff", metric)] = contrast.diff.estimate
+        for test, p in contrast.p_holm.items():
             out[compare_metric(f"p_holm_{test}", metric)] = p
-        if c.reduction is not None:
-            out[compare_metric("reduction", metric)] = c.reduction.estimate
+        if contrast.reduction is not None:
+            out[compare_metric("reduction", metric)] = contrast.reduction.estimate
     return out

@@ -36,8 +36,12 @@ class Batches:
         # Drawn here, not lazily inside the generator, so calling iter() is what starts an epoch.
         if not self.shuffle:
             return self._slices(None)
-        order = torch.randperm(len(self.x), generator=self._generator).to(self.x.device)
-        return self._slices(order)
+        return self._slices(self.permutation().to(self.x.device))
+
+    def permutation(self) -> torch.Tensor:
+        """Draw the next epoch's row order (on the CPU), as ``iter()`` does: a stack of
+        members that share one gather draws each member's order with this."""
+        return torch.randperm(len(self.x), generator=self._generator)
 
     def _slices(self, order: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.x), self.batch_size):

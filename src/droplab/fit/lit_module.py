@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -92,6 +91,12 @@ class LitMLP(pl.LightningModule):
         self._running_sum = torch.zeros((), device=self.device)
         self._running_count = 0
 
+    def set_running_loss(self, total: torch.Tensor, rows: int) -> None:
+        """Set the epoch's dropout-on loss as ``training_step`` accumulates it: the sum of batch
+        mean x batch rows, over ``rows`` rows (a stack trains its members outside Lightning)."""
+        self._running_sum = total
+        self._running_count = rows
+
     def close_epoch(self) -> dict[str, float]:
         """The epoch's record: both splits in eval mode, the gaps, the running loss."""
         running = float(self._running_sum) / max(self._running_count, 1)
@@ -118,12 +123,15 @@ class LitMLP(pl.LightningModule):
         return {f"{split}/{name}": value for name, value in scores.items()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params: Any = self.model.parameters()
-        c = self.cfg
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(
-                params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
-            )
-        if c.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
-        return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return build_optimizer(self.model.parameters(), self.cfg)
+
+
+def build_optimizer(params: Iterable[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` names over ``params`` (``fit``'s, and the stack's)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -51,6 +51,7 @@ from droplab.study.sections import (
 )
 from droplab.study.trials import (
     best_trials,
+    first_direction,
     load_study,
     load_trial_model,
     ranked_trials,
@@ -222,7 +223,7 @@ def _figures(
     if curves:
         images.append(learning_curves(curves, out / "learning_curves.png"))
     if done:
-        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        maximize = first_direction(study) == metrics.MAXIMIZE
         numbers, values = [t.number for t in done], [t.values[0] for t in done]
         path = out / "optimization_history.png"
         images.append(optimization_history(numbers, values, objectives[0], maximize, path))

@@ -51,7 +51,7 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     try:
         worker = WorkerSpec(cfg, url, parent_id, max_attempts=remaining, progress=progress)
         if cfg.study.workers > 1 and remaining > 0:
-            run_processes(worker, study, progress)
+            run_processes(worker, study)
         elif remaining > 0:
             work(worker, study, tracker, data)
     except BaseException as exc:
@@ -105,7 +105,7 @@ def _parent_run(cfg: Config, study: optuna.Study, tracker: Tracker, url: str) ->
     if not cfg.tracking.enabled:
         return None
     # Workers that start together must not each create one: look and create under the lock.
-    with storage.slot_lock(study._storage, url, study.study_name, cfg):
+    with storage.slot_lock(study, url, cfg):
         existing = study.user_attrs.get(tags.PARENT_RUN)
         if existing:
             tracker.reopen(existing)
@@ -122,7 +122,7 @@ def _parent_run(cfg: Config, study: optuna.Study, tracker: Tracker, url: str) ->
 def _enqueue_baselines(cfg: Config, study: optuna.Study, url: str) -> None:
     if not cfg.study.baselines:
         return
-    with storage.slot_lock(study._storage, url, study.study_name, cfg):  # once, not per worker
+    with storage.slot_lock(study, url, cfg):  # once, not per worker
         if study.user_attrs.get(tags.BASELINES_QUEUED):
             return
         for params in space.baseline_params(cfg):

@@ -1,14 +1,13 @@
 """Optuna storages, the trial-slot lock and recovery of trials left RUNNING by dead workers.
 
 ``study.n_trials`` counts finished trials exactly, also with several workers: a worker takes
-a trial slot under a lock (``flock`` on a file beside local storages, a PostgreSQL advisory
+a trial slot under a lock (a file lock beside local storages, a PostgreSQL advisory
 lock for shared servers), so two workers never both start "the last" trial.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import socket
@@ -25,7 +24,8 @@ from droplab import tags
 from droplab.config.identity import first_line, mask_secrets
 from droplab.config.paths import runs_dir, study_storage
 from droplab.config.schema import Config, ConfigError
-from droplab.locks import schema_lock
+from droplab.locks import advisory_lock, file_lock, schema_lock
+from droplab.optuna_compat import rdb_backend, storage_of, trial_id
 
 # Slots are taken by trials that are finished or under way; failed ones are run again.
 SLOT_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -161,33 +161,19 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> BaseStorage:
 
 
 @contextlib.contextmanager
-def slot_lock(storage: BaseStorage, url: str, study_name: str, cfg: Config) -> Iterator[None]:
+def slot_lock(study: optuna.Study, url: str, cfg: Config) -> Iterator[None]:
     """Serialise 'count the slots, then take one' between workers of one study."""
-    rdb = _rdb(storage)
+    rdb = rdb_backend(storage_of(study))
     if rdb is not None and url.startswith("postgresql"):
-        key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-        with rdb.engine.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
-            try:
-                yield
-            finally:
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+        name = study.study_name.encode()
+        key = int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
+        with advisory_lock(rdb.engine, key):
+            yield
         return
     lock_dir = Path(url).parent if is_journal(url) else runs_dir(cfg)
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(f"{url}|{study_name}".encode()).hexdigest()[:12]
-    with open(lock_dir / f".slots-{digest}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _rdb(storage: BaseStorage) -> RDBStorage | None:
-    """The RDBStorage behind ``storage``: a Study holds Optuna's caching wrapper around it."""
-    backend = getattr(storage, "_backend", storage)
-    return backend if isinstance(backend, RDBStorage) else None
+    digest = hashlib.sha256(f"{url}|{study.study_name}".encode()).hexdigest()[:12]
+    with file_lock(lock_dir / f".slots-{digest}.lock"):
+        yield
 
 
 def slots_taken(study: optuna.Study) -> int:
@@ -228,15 +214,15 @@ def recover_stale(study: optuna.Study, on_failed: Callable[[FrozenTrial, str], N
     heartbeat stopped, which covers workers on other machines.
     """
     failed: list[int] = []
-    storage = study._storage
+    storage = storage_of(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _dead_here(trial):
             reason = f"worker pid {trial.user_attrs[tags.PID]} died while running the trial"
-            storage.set_trial_user_attr(trial._trial_id, tags.FAIL_REASON, reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(trial_id(trial), tags.FAIL_REASON, reason)
+            storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
             on_failed(trial, reason)
             failed.append(trial.number)
-    rdb = _rdb(storage)
+    rdb = rdb_backend(storage)
     if rdb is not None and rdb.get_heartbeat_interval() is not None:
         before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
         with warnings.catch_warnings():  # experimental in Optuna since 2.9, said every call

@@ -17,10 +17,11 @@ from droplab.config.load import with_overrides
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import Dataset
 from droplab.fit.trainer import EpochHook, TrialStopped
-from droplab.progress import progress_bar
+from droplab.optuna_compat import heartbeat
+from droplab.progress import epoch_bar
 from droplab.study import space
 from droplab.study.close import StudyFailed
-from droplab.study.trials import trial_name
+from droplab.study.trials import first_direction, trial_name
 from droplab.tracking.connect import check_server
 from droplab.tracking.runs import RunSpec, TrackedFit, failure_reason, run_fit
 from droplab.tracking.store import Tracker
@@ -38,32 +39,30 @@ class WorkerSpec:
 
 
 def run_trial(
-    w: WorkerSpec,
+    worker: WorkerSpec,
     study: optuna.Study,
     trial: optuna.Trial,
     tracker: Tracker,
     data: Dataset,
 ) -> TrialState:
     """Train one trial inside its MLflow child run and tell Optuna how it ended."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    overrides = space.suggest(trial, w.cfg.study.space)
-    cfg = with_overrides(w.cfg, overrides)
+    overrides = space.suggest(trial, worker.cfg.study.space)
+    cfg = with_overrides(worker.cfg, overrides)
     # a trial that changes the data or the seed prepares its own
     trial_data = None if any(k.startswith("data.") or k == "seed" for k in overrides) else data
     hooks = [_pruning_hook(cfg, trial)] if _prunes(cfg) else []
-    if w.progress:
-        hooks.append(progress_bar(cfg.train.epochs, f"trial {trial.number}"))
+    if worker.progress:
+        hooks.append(epoch_bar(cfg.train.epochs, f"trial {trial.number}"))
     spec = RunSpec(
         kind=tags.KIND_TRIAL,
         name=trial_name(trial.number, overrides),
-        parent_id=w.parent_id,
+        parent_id=worker.parent_id,
         tags={tags.STUDY_NAME_TAG: study.study_name, tags.TRIAL_NUMBER_TAG: str(trial.number)},
         on_start=lambda run_id: trial.set_user_attr(tags.RUN_ID, run_id),
         activations=False,  # drawn for the best trial only, when the study closes
     )
     try:
-        with get_heartbeat_thread(trial._trial_id, study._storage):
+        with heartbeat(study, trial):
             tracked = run_fit(cfg, tracker, spec, hooks=hooks, data=trial_data)
     except TrialStopped:
         study.tell(trial, state=TrialState.PRUNED)
@@ -126,8 +125,8 @@ def _worth_keeping(study: optuna.Study, values: list[float]) -> bool:
         best = study.best_value
     except ValueError:  # no complete trial yet
         return True
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return values[0] > best if maximize else values[0] < best
+    direction = first_direction(study)
+    return metrics.as_cost(direction, values[0]) < metrics.as_cost(direction, best)
 
 
 def _save_model(tracker: Tracker, tracked: TrackedFit) -> None:

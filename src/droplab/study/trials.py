@@ -76,11 +76,16 @@ def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=None if rows else empty)
 
 
+def first_direction(study: optuna.Study) -> str:
+    """The first objective's direction, spelled as :mod:`droplab.metrics` spells it."""
+    return study.directions[0].name.lower()
+
+
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Complete trials, best first by the first objective."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted(done, key=lambda t: sign * t.values[0])
+    direction = first_direction(study)
+    return sorted(done, key=lambda t: metrics.as_cost(direction, t.values[0]))
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -89,14 +94,13 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
         front = study.best_trials
     except ValueError:
         return []
-    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted(front, key=lambda t: sign * t.values[0])
+    direction = first_direction(study)
+    return sorted(front, key=lambda t: metrics.as_cost(direction, t.values[0]))
 
 
 def top_trials(study: optuna.Study, cfg: Config, n: int = 5) -> list[dict[str, Any]]:
     """The best ``n`` finished trials by the first objective (pruned ones by their summary)."""
-    first = cfg.study.objectives[0]
-    sign = -1 if metrics.DIRECTIONS[first] == metrics.MAXIMIZE else 1
+    direction = metrics.DIRECTIONS[cfg.study.objectives[0]]
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         summary = t.user_attrs.get(tags.SUMMARY) or {}
@@ -112,10 +116,11 @@ def top_trials(study: optuna.Study, cfg: Config, n: int = 5) -> list[dict[str, A
                 "state": t.state.name,
             }
         )
-    complete_first = sorted(
-        rows, key=lambda r: (r["state"] != "COMPLETE", sign * _finite(r["objective"]))
-    )
-    return complete_first[:n]
+
+    def complete_first(row: dict[str, Any]) -> tuple[bool, float]:
+        return row["state"] != "COMPLETE", metrics.as_cost(direction, _finite(row["objective"]))
+
+    return sorted(rows, key=complete_first)[:n]
 
 
 def _finite(x: float) -> float:

@@ -15,23 +15,24 @@ from droplab.config.load import from_dict
 from droplab.config.paths import study_name
 from droplab.data.splits import Dataset, prepare
 from droplab.fit.trainer import thread_count
+from droplab.progress import make_bar
 from droplab.study import space, storage
 from droplab.study.trial import WorkerSpec, run_closer, run_trial
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.store import Tracker
 
 
-def work(w: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset) -> None:
+def work(spec: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset) -> None:
     """The worker loop: take a slot under the lock, run the trial, until n_trials are taken."""
-    bar = _trial_bar(w.max_attempts) if w.progress else None
-    for _ in range(w.max_attempts):
-        with storage.slot_lock(study._storage, w.url, study.study_name, w.cfg):
+    bar = make_bar(spec.max_attempts, "trials", "trial") if spec.progress else None
+    for _ in range(spec.max_attempts):
+        with storage.slot_lock(study, spec.url, spec.cfg):
             storage.recover_stale(study, run_closer(tracker))
-            if storage.slots_taken(study) >= w.cfg.study.n_trials:
+            if storage.slots_taken(study) >= spec.cfg.study.n_trials:
                 break
             trial = study.ask()
             storage.claim(trial)
-        state = run_trial(w, study, trial, tracker, data)
+        state = run_trial(spec, study, trial, tracker, data)
         if bar is not None:
             bar.set_postfix_str(f"trial {trial.number} {state.name}")
             bar.update(1)
@@ -39,27 +40,22 @@ def work(w: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset) ->
         bar.close()
 
 
-def _trial_bar(total: int) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="trials", unit="trial")
-
-
-def run_processes(w: WorkerSpec, study: optuna.Study, progress: bool) -> None:
+def run_processes(spec: WorkerSpec, study: optuna.Study) -> None:
     """``study.workers`` processes on this machine, each with cores / workers torch threads."""
-    threads = thread_count(w.cfg)
+    threads = thread_count(spec.cfg)
     ctx = multiprocessing.get_context("spawn")
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each child's torch at import
-    args = (to_dict(w.cfg), w.url, w.parent_id, w.max_attempts)
+    args = (to_dict(spec.cfg), spec.url, spec.parent_id, spec.max_attempts)
     procs = [
-        ctx.Process(target=_worker_main, args=(*args, i + 1)) for i in range(w.cfg.study.workers)
+        ctx.Process(target=_worker_main, args=(*args, i + 1))
+        for i in range(spec.cfg.study.workers)
     ]
     for proc in procs:
         proc.start()
     _restore_env("OMP_NUM_THREADS", previous)
     try:
-        _wait(procs, study, w.max_attempts if progress else 0)
+        _wait(procs, study, spec.max_attempts if spec.progress else 0)
     except BaseException:
         for proc in procs:
             if proc.is_alive():
@@ -73,7 +69,7 @@ def run_processes(w: WorkerSpec, study: optuna.Study, progress: bool) -> None:
 
 
 def _wait(procs: list[Any], study: optuna.Study, total: int) -> None:
-    bar = _trial_bar(total) if total else None
+    bar = make_bar(total, "trials", "trial") if total else None
     done0 = storage.finished(study)
     while any(p.is_alive() for p in procs):
         time.sleep(1.0)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from droplab.config.schema import TrainConfig
-from droplab.fit.lit_module import LitMLP
+from droplab.fit.lit_module import build_optimizer
 from droplab.fit.model import MLP
 
 BATCHED, PER_MEMBER = "batched", "member"
@@ -182,19 +182,11 @@ def _equal(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> bool:
     return all(torch.equal(s, t) for s, t in zip(a, b, strict=True))
 
 
-class _OptimizerSource:
-    """Just what ``LitMLP.configure_optimizers`` reads, so the stack gets fit's optimizer."""
-
-    def __init__(self, params: Sequence[torch.Tensor], cfg: TrainConfig) -> None:
-        self.model = nn.ParameterList(params)
-        self.cfg = cfg
-
-
 def optimizer(
     params: Sequence[torch.Tensor], cfg: TrainConfig, foreach: bool
 ) -> torch.optim.Optimizer:
     """``fit``'s optimizer over ``params``; ``foreach``: the same kernels, in fewer calls."""
-    built = LitMLP.configure_optimizers(cast(LitMLP, _OptimizerSource(params, cfg)))
+    built = build_optimizer(params, cfg)
     if foreach:
         for group in built.param_groups:
             group["foreach"] = True

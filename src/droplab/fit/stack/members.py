@@ -167,16 +167,10 @@ def _member(cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.d
     )
     batches = Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed)
     for _ in range(_LIGHTNING_CHECK_ITERS):
-        _permutation(batches)
+        batches.permutation()
     member = _Member(cfg, data, lit, batches, generator, list(hooks))
     member.hooks.insert(0, keep_best(lit, cfg.train.monitor, member.best_state))
     return member
-
-
-def _permutation(batches: Batches) -> torch.Tensor:
-    """The row order ``iter(batches)`` draws for an epoch (``_Rows`` then gathers for all)."""
-    # TODO(data/splits.py): a public Batches.permutation(), so that _generator stays private.
-    return torch.randperm(len(batches.x), generator=batches._generator)
 
 
 class _Rows:
@@ -228,7 +222,7 @@ def _train_epoch(
     alive = [i for i, m in enumerate(members) if m.error is None]
     generators = [m.generator for m in members]
     running = torch.zeros(len(members), device=rows.x.device)
-    for x, y in rows.epoch([_permutation(m.batches) for m in members]):
+    for x, y in rows.epoch([m.batches.permutation() for m in members]):
         logits = stack(x, generators)
         losses = torch.stack(
             [m.lit.loss(z, t) for m, z, t in zip(members, logits, y.unbind(0), strict=True)]
@@ -239,25 +233,24 @@ def _train_epoch(
         optimizer.step()
         # As LitMLP.training_step: sum of (batch mean x rows), kept on the device.
         running = running + losses.detach() * y.shape[1]
-    for i, m in enumerate(members):
-        m.lit._running_sum = running[i]
-        m.lit._running_count = rows.x.shape[1]
+    for i, member in enumerate(members):
+        member.lit.set_running_loss(running[i], rows.x.shape[1])
 
 
 def _close_epoch(stack: kernels.Stack, members: list[_Member], start: float) -> None:
     """Each living member's epoch record and hooks; a member that raises stops alone."""
-    for i, m in enumerate(members):
-        if m.error is not None:
+    for i, member in enumerate(members):
+        if member.error is not None:
             continue
-        stack.copy_to(i, m.lit.model)
+        stack.copy_to(i, member.lit.model)
         try:
-            record = m.lit.close_epoch()
-            epoch = len(m.lit.history)
-            for hook in [*m.hooks, time_budget(m.cfg.train.max_seconds, start)]:
+            record = member.lit.close_epoch()
+            epoch = len(member.lit.history)
+            for hook in [*member.hooks, time_budget(member.cfg.train.max_seconds, start)]:
                 hook(epoch, record)
         except Exception as exc:  # noqa: BLE001 - the member's failure is its result
-            m.error = exc
-            m.seconds = time.perf_counter() - start
+            member.error = exc
+            member.seconds = time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -292,18 +285,18 @@ def _fit_stack(members: list[_Member], threads: int) -> list[MemberResult]:
     return [_result(m, threads, end, len(members)) for m in members]
 
 
-def _result(m: _Member, threads: int, seconds: float, size: int) -> MemberResult:
-    history = m.lit.history
+def _result(member: _Member, threads: int, seconds: float, size: int) -> MemberResult:
+    history = member.lit.history
     return MemberResult(
         history=history,
-        summary=metrics.summarize(history, m.cfg.train.monitor),
-        model=m.lit.model.cpu().eval(),
-        data=m.data,
-        device=str(m.data.x_train.device),
+        summary=metrics.summarize(history, member.cfg.train.monitor),
+        model=member.lit.model.cpu().eval(),
+        data=member.data,
+        device=str(member.data.x_train.device),
         threads=threads,
-        seconds=m.seconds if m.seconds is not None else seconds,
-        best_state=m.best_state,
-        error=m.error,
+        seconds=member.seconds if member.seconds is not None else seconds,
+        best_state=member.best_state,
+        error=member.error,
         stacked=size,
     )
 
