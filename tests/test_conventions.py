@@ -3,6 +3,7 @@ explicit key wins over them, and every command (replay included) follows them.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,12 @@ def test_replay_and_train_follow_mlflow_tracking_uri(
     # and the train summary says which store was used and why
     assert main(["train", f"paths.runs={tmp_path / 'runs'}", *TINY]) == 0
     assert "(from MLFLOW_TRACKING_URI)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_logging_a_model_leaves_mlflow_tracking_uri_as_it_was(tmp_path: Path) -> None:
+    cfg = load_config(None, [f"paths.runs={tmp_path / 'runs'}", *TINY, "tracking.log_model=true"])
+    train(cfg)
+    # MLflow's fluent API sets $MLFLOW_TRACKING_URI; droplab reads it as the default store,
+    # so after a model is logged the variable is as the user left it (here: unset)
+    assert "MLFLOW_TRACKING_URI" not in os.environ

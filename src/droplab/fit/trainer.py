@@ -8,6 +8,7 @@ trial). Epoch hooks (MLflow logging, pruning, time budget) see each epoch's metr
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -182,6 +183,9 @@ class _Epochs:
 def _run_trainer(
     cfg: Config, device: torch.device, module: LitMLP, batches: _Epochs, hooks: list[EpochHook]
 ) -> None:
+    # Lightning sets its loggers to INFO when it is imported (after runtime.setup may have
+    # run): its per-fit banners (accelerator, tips) would print once per trial.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,

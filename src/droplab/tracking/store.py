@@ -10,6 +10,7 @@ Reads (find runs, one run, metric histories, downloads) go through it too: no mo
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -269,16 +270,22 @@ class MlflowTracker(Tracker):
         with torch.no_grad():
             logits = model(example).numpy()
         signature = infer_signature(example.numpy(), logits)
+        # The fluent API needs a global URI, and setting one also sets $MLFLOW_TRACKING_URI,
+        # which droplab reads as the default store: put back what the user had.
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=run_id):
-            # Naming the requirement skips MLflow's slow inference of the environment.
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example.numpy(),
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
+        try:
+            with mlflow.start_run(run_id=run_id):
+                # Naming the requirement skips MLflow's slow inference of the environment.
+                mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    signature=signature,
+                    input_example=example.numpy(),
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                )
+        finally:
+            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
         # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
         self.client.update_run(run_id, status=tags.RUNNING)
 
