@@ -3,7 +3,6 @@ fresh PostgreSQL databases and a real ``mlflow server`` for the tests that need 
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import uuid
@@ -18,9 +17,6 @@ import pytest
 from droplab import runtime, ui
 from droplab.config import Config, load_config
 
-# A user's own default stores must not leak into the tests' tmp_path stores.
-for _variable in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"):
-    os.environ.pop(_variable, None)
 runtime.setup()  # what the CLI does first: MLflow retry defaults, quiet logs, headless plots
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +36,14 @@ TINY = [
 def tiny_config(tmp_path: Path, *overrides: str, experiment: str | None = None) -> Config:
     """The real default config, shrunk, with every store under ``tmp_path``."""
     return load_config(experiment, [f"paths.runs={tmp_path / 'runs'}", *TINY, *overrides])
+
+
+@pytest.fixture(autouse=True)
+def _no_default_stores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's (or an earlier test's) MLFLOW_TRACKING_URI / OPTUNA_STORAGE would send a
+    test's runs to another store than its tmp_path: every test starts without them."""
+    for variable in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"):
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture
