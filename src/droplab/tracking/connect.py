@@ -42,14 +42,22 @@ def read_store(uri: str) -> Tracker:
     return MlflowTracker(uri)
 
 
-def _writable_dir(path: Path) -> None:
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be (made into) a folder droplab writes to, or None when it can."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".droplab-write-test"
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"paths.runs={path} is not writable: {exc.strerror}") from None
+        return "a file is in the way" if path.exists() and not path.is_dir() else exc.strerror
+    return None
+
+
+def _writable_dir(path: Path) -> None:
+    reason = unwritable(path)
+    if reason is not None:
+        raise ConfigError(f"paths.runs={path} is not writable: {reason}")
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:

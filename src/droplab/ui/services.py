@@ -31,6 +31,7 @@ from droplab.config.paths import (
     tracking_uri,
 )
 from droplab.config.schema import Config, ConfigError
+from droplab.tracking.connect import unwritable
 from droplab.ui.processes import (
     NO_PROXY,
     Child,
@@ -182,14 +183,9 @@ def _check_readable(url: str, key: str) -> None:
 
 def _check_log_dir(logs: Path) -> None:
     """The servers' logs go to ``<paths.runs>/ui``: it must be (or become) a writable folder."""
-    try:
-        logs.mkdir(parents=True, exist_ok=True)
-        probe = logs / ".droplab-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        reason = "a file is in the way" if logs.exists() and not logs.is_dir() else exc.strerror
-        raise ConfigError(f"cannot write the UI logs to {logs}: {reason}") from None
+    reason = unwritable(logs)
+    if reason is not None:
+        raise ConfigError(f"cannot write the UI logs to {logs}: {reason}")
 
 
 def exposure_warning(host: str) -> str:
