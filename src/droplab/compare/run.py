@@ -124,6 +124,8 @@ def _open_cells(ctx: _Context, cells: Sequence[Cell]) -> None:
             ctx.cell_runs[cell.key] = run_id
             continue
         labels = {tags.CELL_KEY: cell.key, tags.BASELINE: str(cell.is_baseline).lower()}
+        if cell.arm:
+            labels[tags.ARM] = cell.arm
         run_id = ctx.tracker.start(f"cell {cell.label}", tags.KIND_CELL, labels, ctx.parent_id)
         ctx.cell_runs[cell.key] = run_id
         ctx.tracker.log_params(run_id, cell.overrides)
@@ -183,11 +185,14 @@ def _train_members(ctx: _Context, group: Sequence[Member]) -> list[SeedRecord]:
 
 
 def _seed_tags(ctx: _Context, m: Member) -> dict[str, str]:
-    return {
+    labels = {
         tags.COMPARISON_ID: ctx.comparison_id,
         tags.CELL_KEY: m.cell.key,
         tags.SEED: str(m.seed),
     }
+    if m.cell.arm:
+        labels[tags.ARM] = m.cell.arm
+    return labels
 
 
 def _train_one(ctx: _Context, m: Member) -> SeedRecord:

@@ -115,20 +115,20 @@ def from_dict(tree: dict[str, Any]) -> Config:
     probes = validate(cfg)
     if probes:
         bare = _without_free_maps(cfg)
-        for where, key, value in probes:
+        for where, overrides in probes:
             try:
-                with_overrides(bare, {key: value})
+                with_overrides(bare, overrides)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
     return cfg
 
 
 def _without_free_maps(cfg: Config) -> Config:
-    """``cfg`` without its search space and grid: their values are checked one at a time."""
+    """``cfg`` without its search space, grid and arms: their values are checked one by one."""
     return dataclasses.replace(
         cfg,
         study=dataclasses.replace(cfg.study, space={}),
-        compare=dataclasses.replace(cfg.compare, grid={}),
+        compare=dataclasses.replace(cfg.compare, grid={}, arms={}, baseline={}),
     )
 
 

@@ -40,6 +40,12 @@ class ModelConfig:
     dropout: float | tuple[float, ...] = 0.0
     input_dropout: float = 0.0
     activation: str = "relu"
+    # Regularizer arena (DESIGN.md section 9); the defaults are today's model, bit for bit.
+    dropout_kind: str = "bernoulli"
+    dropout_schedule: str = "constant"
+    dropout_switch_epoch: int | None = None
+    max_norm: float | None = None
+    norm: str = "none"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,12 @@ class TrainConfig:
     eval_batch_size: int = 65536
     max_seconds: float | None = None
     predict: tuple[tuple[float, ...], ...] = ()
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    mc_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,8 @@ class StudyConfig:
 class CompareConfig:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    baseline: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] | str = field(default_factory=dict)
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
     vectorize: bool = True
 
 
@@ -104,10 +117,11 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
 
 
 # Sections whose values are free-form maps (keys are dotted config keys, checked separately).
-FREE_MAPS = {"study.space", "compare.grid", "compare.baseline"}
+FREE_MAPS = {"study.space", "compare.grid", "compare.baseline", "compare.arms"}

@@ -35,6 +35,15 @@ PARAM_TYPES = ("float", "int", "categorical", "fixed")
 ROLES = ("scientific", "nuisance", "fixed")
 
 
+DROPOUT_KINDS = ("bernoulli", "gaussian", "alpha", "dropconnect", "concrete")
+
+
+SCHEDULES = ("constant", "early", "late")
+
+
+NORMS = ("none", "batch", "layer")
+
+
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
 
@@ -76,6 +85,7 @@ def validate(cfg: Config) -> list[Probe]:
     _validate_data(cfg)
     _validate_model(cfg)
     _validate_train(cfg)
+    _validate_regularizers(cfg)
     return [*_validate_study(cfg), *_validate_compare(cfg)]
 
 
@@ -164,6 +174,32 @@ def _validate_train(cfg: Config) -> None:
         _positive("train.max_seconds", t.max_seconds)
 
 
+def _validate_regularizers(cfg: Config) -> None:
+    m, epochs = cfg.model, cfg.train.epochs
+    _choice("model.dropout_kind", m.dropout_kind, DROPOUT_KINDS)
+    _choice("model.dropout_schedule", m.dropout_schedule, SCHEDULES)
+    _choice("model.norm", m.norm, NORMS)
+    switch = m.dropout_switch_epoch
+    if m.dropout_schedule != "constant" or switch is not None:
+        allowed = f"an epoch in 1..train.epochs={epochs} (required by early and late schedules)"
+        _check(
+            switch is not None and 1 <= switch <= epochs,
+            "model.dropout_switch_epoch",
+            switch,
+            allowed,
+        )
+    if m.max_norm is not None:
+        _positive("model.max_norm", m.max_norm)
+    smoothing = cfg.train.label_smoothing
+    _check(
+        _finite(smoothing) and 0 <= smoothing < 1,
+        "train.label_smoothing",
+        smoothing,
+        "0 <= label_smoothing < 1",
+    )
+    _at_least("eval.mc_samples", cfg.eval.mc_samples, 0)
+
+
 def _validate_study(cfg: Config) -> list[Probe]:
     s = cfg.study
     _at_least("study.n_trials", s.n_trials, 1)
@@ -241,16 +277,16 @@ def _validate_range(where: str, kind: str, spec: dict[str, Any]) -> None:
         _check(isinstance(step, int | float) and step > 0, f"{where}.step", step, "a number > 0")
 
 
-Probe = tuple[str, str, Any]
-"""``(where, key, value)``: a value the space or grid can produce, to be checked as an override
-of ``key`` by the loader (only it can apply overrides); ``where`` prefixes its error."""
+Probe = tuple[str, dict[str, Any]]
+"""``(where, overrides)``: dotted overrides the space, grid or an arm can produce, to be checked
+by the loader (only it can apply overrides); ``where`` prefixes its error."""
 
 
 def _probe_values(key: str, values: list[Any]) -> list[Probe]:
     """Each value the space can produce must itself be a valid override of ``key``."""
     if key.startswith(("study.", "compare.", "paths.", "tracking.")) or key in ("name",):
         raise _fail(f"study.space.{key}", key, "a key under seed, data, model or train")
-    return [(f"study.space.{key}", key, value) for value in values]
+    return [(f"study.space.{key}", {key: value}) for value in values]
 
 
 def _validate_compare(cfg: Config) -> list[Probe]:
@@ -266,5 +302,21 @@ def _validate_compare(cfg: Config) -> list[Probe]:
             values,
             "a non-empty list of values",
         )
-        probes += [(f"compare.grid.{key}", key, value) for value in values]
-    return probes
+        probes += [(f"compare.grid.{key}", {key: value}) for value in values]
+    return probes + _validate_arms(cfg)
+
+
+def _validate_arms(cfg: Config) -> list[Probe]:
+    """Each arm is a mapping of dotted data/model/train keys; the baseline names one of them."""
+    arms, baseline = cfg.compare.arms, cfg.compare.baseline
+    names = ", ".join(arms) or "(none: set compare.arms first)"
+    if isinstance(baseline, str) or arms:
+        named = isinstance(baseline, str) and baseline in arms
+        _check(named, "compare.baseline", baseline, f"the name of an arm: {names}")
+    for name, overrides in arms.items():
+        where = f"compare.arms.{name}"
+        _check(isinstance(overrides, dict), where, overrides, "a mapping of dotted keys to values")
+        for key in overrides:
+            ok = key.startswith(("data.", "model.", "train.", "eval."))
+            _check(ok, f"{where}.{key}", overrides[key], "a key under data, model, train or eval")
+    return [(f"compare.arms.{name}", dict(overrides)) for name, overrides in arms.items()]

@@ -306,5 +306,6 @@ def logged_summary(tracker: Tracker, run: Any) -> tuple[dict[str, float], list[f
     """A logged run's summary metrics and its per-epoch ``gap/loss``."""
     assert isinstance(tracker, MlflowTracker)  # runs only come from a real store
     history = metric_history(tracker.client, run.info.run_id, metrics.GAP_LOSS)
-    summary = {k: v for k, v in run.data.metrics.items() if k in metrics.SUMMARY_KEYS}
+    keys = (*metrics.SUMMARY_KEYS, *metrics.OPTIONAL_SUMMARY_KEYS)
+    summary = {k: v for k, v in run.data.metrics.items() if k in keys}
     return summary, last_values(history)

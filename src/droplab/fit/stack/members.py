@@ -103,13 +103,31 @@ def _shape_key(cfg: Config) -> str:
     return repr(sorted(shared.items())) + f"|threads={thread_count(cfg)}"
 
 
+def stack_exact(cfg: Config) -> bool:
+    """Whether the stack computes ``cfg``'s members exactly: plain Bernoulli dropout at a
+    constant rate, no max-norm, normalisation, label smoothing or MC dropout (the stacked
+    kernels implement none of those; such members train one by one with ``fit``)."""
+    m = cfg.model
+    return (
+        m.dropout_kind == "bernoulli"
+        and m.dropout_schedule == "constant"
+        and m.max_norm is None
+        and m.norm == "none"
+        and cfg.train.label_smoothing == 0
+        and cfg.eval.mc_samples == 0
+    )
+
+
 def can_stack(cfgs: Sequence[Config]) -> bool:
     """Whether ``cfgs`` can train as one stacked model.
 
     They must agree on everything but the seed, the dropout rates, the monitor, the time
     budget and ``train.predict`` (same data settings, width, depth, activation, batch size,
-    epochs, optimizer, lr, weight decay, device and threads).
+    epochs, optimizer, lr, weight decay, device and threads), and each must be
+    :func:`stack_exact` (or be alone).
     """
+    if len(cfgs) > 1 and not all(stack_exact(c) for c in cfgs):
+        return False
     return len(cfgs) > 0 and len({_shape_key(c) for c in cfgs}) == 1
 
 
@@ -117,7 +135,8 @@ def group_stackable(cfgs: Sequence[Config]) -> list[list[int]]:
     """Indices of ``cfgs`` grouped so that each group can stack, in order of first appearance."""
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(cfgs):
-        groups.setdefault(_shape_key(cfg), []).append(i)
+        key = _shape_key(cfg) if stack_exact(cfg) else f"alone {i}"
+        groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
