@@ -45,6 +45,7 @@ from droplab.study.sections import (
     best_section,
     failures_section,
     header,
+    kinds_section,
     plots_section,
     reduction_section,
     test_section,
@@ -172,13 +173,13 @@ def write_report(cfg: Config) -> ReportPaths:
     frame = trials_frame(study, cfg)
     objectives = _objectives(cfg, study)
     images, notes = _figures(cfg, study, frame, objectives, out)
+    final, best = gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame)
     blocks = [
         *header(cfg, study, frame, objectives),
         *best_section(study, objectives),
         *bands_section(frame),
-        *reduction_section(
-            gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame), cfg.train.epochs
-        ),
+        *reduction_section(final, best, cfg.train.epochs),
+        *kinds_section(frame, final, best),
         *test_section(study, test_score(cfg, study)),
         *failures_section(frame),
         *plots_section(images, notes),
