@@ -21,7 +21,7 @@ model through the noise layers they find.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -204,7 +204,7 @@ class VarianceShift:
         for handle in self._handles:
             handle.remove()
 
-    def _keeper(self, i: int):  # type: ignore[no-untyped-def]
+    def _keeper(self, i: int) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def keep(_: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             self.inputs[i].append(args[0].detach())
 

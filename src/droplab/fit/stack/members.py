@@ -104,18 +104,11 @@ def _shape_key(cfg: Config) -> str:
 
 
 def stack_exact(cfg: Config) -> bool:
-    """Whether the stack computes ``cfg``'s members exactly: plain Bernoulli dropout at a
-    constant rate, no max-norm, normalisation, label smoothing or MC dropout (the stacked
-    kernels implement none of those; such members train one by one with ``fit``)."""
-    m = cfg.model
-    return (
-        m.dropout_kind == "bernoulli"
-        and m.dropout_schedule == "constant"
-        and m.max_norm is None
-        and m.norm == "none"
-        and cfg.train.label_smoothing == 0
-        and cfg.eval.mc_samples == 0
-    )
+    """Whether the stacked kernels implement ``cfg``: constant Bernoulli dropout only (no other
+    kind, schedule, max-norm, norm layer, label smoothing or MC); others train one by one."""
+    m, plain = cfg.model, ("bernoulli", "constant", None, "none", 0.0, 0)
+    extras = (m.dropout_kind, m.dropout_schedule, m.max_norm, m.norm)
+    return (*extras, cfg.train.label_smoothing, cfg.eval.mc_samples) == plain
 
 
 def can_stack(cfgs: Sequence[Config]) -> bool:
