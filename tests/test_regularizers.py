@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from droplab import metrics
-from droplab.config import Config, config_hash, load_config
+from droplab.config import Config, TrainConfig, config_hash, load_config
 from droplab.fit import regularizers
+from droplab.fit.lit_module import LitMLP
 from droplab.fit.model import MLP
 from droplab.fit.stack.members import can_stack, group_stackable
 from droplab.fit.trainer import fit
@@ -202,3 +204,26 @@ def test_non_bernoulli_members_never_stack(tmp_path: Path, extra: str) -> None:
     assert can_stack(plain) and group_stackable(plain) == [[0, 1, 2]]
     # members the stacked kernels do not implement train one by one
     assert not can_stack(cfgs) and group_stackable(cfgs) == [[0], [1], [2]]
+
+
+def _lit(n_classes: int) -> LitMLP:
+    x, y = torch.randn(8, 3), torch.zeros(8, dtype=torch.long)
+    model = MLP(3, 1 if n_classes == 2 else n_classes, width=4, depth=1)
+    return LitMLP(model, n_classes, TrainConfig(), (x, y), (x, y))
+
+
+def test_label_smoothing_targets() -> None:
+    logits, y = torch.randn(6, 1), torch.tensor([0, 1, 0, 1, 1, 0])
+    smoothed = y.float() * (1 - 0.2) + 0.2 / 2
+    expected = F.binary_cross_entropy_with_logits(logits.squeeze(-1), smoothed)
+    # binary: the targets move to y (1 - e) + e / 2
+    assert torch.allclose(_lit(2).loss(logits, y, 0.2), expected)
+    # no smoothing: the plain loss, bit for bit (what eval-mode losses always use)
+    assert torch.equal(
+        _lit(2).loss(logits, y), F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float())
+    )
+    many, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    # several classes: cross-entropy's own label_smoothing
+    assert torch.equal(
+        _lit(4).loss(many, labels, 0.1), F.cross_entropy(many, labels, label_smoothing=0.1)
+    )

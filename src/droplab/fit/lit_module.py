@@ -126,7 +126,8 @@ class LitMLP(pl.LightningModule):
             optimizer.step()
             if extras.max_norm is not None:
                 regularizers.apply_max_norm(self.model, extras.max_norm)
-            # Accumulate on the device; one sync per epoch instead of one .item() per step.
+            # The data loss only (the concrete penalty is not a loss on rows); on the device:
+            # one sync per epoch instead of one .item() per step.
             self._running_sum = self._running_sum + loss.detach() * len(y)
             self._running_count += len(y)
 
