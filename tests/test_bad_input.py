@@ -54,6 +54,19 @@ CASES: list[tuple[list[str], str]] = [
     (["data.source=csv", "data.path={tmp}/good.csv", "data.target=label"], "label"),
     (["data.source=sklearn:imagenet"], "imagenet"),
     (["data.source=ftp"], "data.source='ftp'"),
+    # the regularizer arena (issue 14)
+    (["model.dropout_kind=spike"], "model.dropout_kind='spike'"),
+    (["model.dropout_schedule=early", "model.dropout_switch_epoch=9"], "dropout_switch_epoch=9"),
+    (["model.dropout_schedule=late"], "model.dropout_switch_epoch=None"),
+    (["model.norm=group"], "model.norm='group'"),
+    (["model.max_norm=0"], "model.max_norm=0"),
+    (["train.label_smoothing=1.0"], "0 <= label_smoothing < 1"),
+    (["train.label_smoothing=-0.1"], "train.label_smoothing=-0.1"),
+    (["eval.mc_samples=-1"], "eval.mc_samples=-1"),
+    (["compare.arms={a: {model.dropuot: 0.5}}", "compare.baseline=a"], "model.dropuot"),
+    (["compare.arms={a: {name: x}}", "compare.baseline=a"], "compare.arms.a.name"),
+    (["compare.arms={a: {model.dropout: 0.0}}", "compare.baseline=b"], "compare.baseline='b'"),
+    (["compare.baseline=none"], "compare.baseline='none'"),
 ]
 
 CSVS = {

@@ -32,10 +32,13 @@ def test_replay_matches_then_reports_an_altered_metric(
     result = replay(run_id, uri)
     # the data digest, every per-epoch history and every summary metric match: exit 0
     assert result.exit_code == EXIT_MATCH
+    # (calibration too: a run that logged it has it checked; older runs are checked without it)
     assert [c.name for c in result.checks] == [
         "data digest",
         *metrics.EPOCH_KEYS,
+        *metrics.CALIBRATION_KEYS,
         *metrics.SUMMARY_KEYS,
+        *metrics.OPTIONAL_SUMMARY_KEYS,
     ]
     assert all(c.ok for c in result.checks)
     client = MlflowClient(tracking_uri=uri)

@@ -20,6 +20,19 @@ GAP_LOSS = "gap/loss"
 GAP_AUPRC = "gap/auprc"
 TRAIN_RUNNING_LOSS = "train_running/loss"
 
+# Calibration (issue 14), from the same eval-mode pass: ECE over 15 equal-width bins (binary:
+# the positive-class probability; multi-class: the top label) and the Brier score.
+TRAIN_ECE = "train/ece"
+TRAIN_BRIER = "train/brier"
+VAL_ECE = "val/ece"
+VAL_BRIER = "val/brier"
+GAP_ECE = "gap/ece"
+# MC dropout: T dropout-on passes over the validation split, their probabilities averaged.
+VAL_MC_LOSS = "val_mc/loss"
+VAL_MC_AUPRC = "val_mc/auprc"
+VAL_MC_ECE = "val_mc/ece"
+VAL_MC_ENTROPY = "val_mc/entropy"
+
 EPOCH_KEYS = (
     TRAIN_LOSS,
     TRAIN_AUPRC,
@@ -31,6 +44,21 @@ EPOCH_KEYS = (
     GAP_AUPRC,
     TRAIN_RUNNING_LOSS,
 )
+# Per-epoch keys that runs logged before issue 14 lack (replay checks them only when logged).
+CALIBRATION_KEYS = (TRAIN_ECE, TRAIN_BRIER, VAL_ECE, VAL_BRIER, GAP_ECE)
+MC_KEYS = (VAL_MC_LOSS, VAL_MC_AUPRC, VAL_MC_ECE, VAL_MC_ENTROPY)
+
+
+def dropout_rate(layer: int) -> str:
+    """Per-epoch learned rate of concrete dropout after hidden ``layer`` (from 1)."""
+    return f"dropout/rate_layer{layer}"
+
+
+def variance_shift(layer: int) -> str:
+    """Per-epoch ratio of BatchNorm ``layer``'s running variance to its eval-mode input
+    variance on the validation split (Li et al. 2019); 1 = no shift."""
+    return f"norm/variance_shift_layer{layer}"
+
 
 BEST_EPOCH = "best/epoch"
 BEST_VAL_LOSS = "best/val_loss"
@@ -38,6 +66,8 @@ BEST_VAL_AUPRC = "best/val_auprc"
 BEST_GAP_LOSS = "best/gap_loss"
 FINAL_GAP_LOSS = "final/gap_loss"
 FINAL_VAL_AUPRC = "final/val_auprc"
+BEST_VAL_ECE = "best/val_ece"
+FINAL_VAL_ECE = "final/val_ece"
 TEST_AUPRC = "test/auprc"
 TEST_AUROC = "test/auroc"
 TEST_LOSS = "test/loss"
@@ -50,6 +80,7 @@ SUMMARY_KEYS = (
     FINAL_GAP_LOSS,
     FINAL_VAL_AUPRC,
 )
+OPTIONAL_SUMMARY_KEYS = (BEST_VAL_ECE, FINAL_VAL_ECE)  # absent from runs logged before them
 
 # Which way is better, for choosing the best epoch and for Optuna study directions.
 MAXIMIZE = "maximize"
@@ -64,6 +95,8 @@ DIRECTIONS: dict[str, str] = {
     BEST_GAP_LOSS: MINIMIZE,
     FINAL_GAP_LOSS: MINIMIZE,
     FINAL_VAL_AUPRC: MAXIMIZE,
+    BEST_VAL_ECE: MINIMIZE,
+    FINAL_VAL_ECE: MINIMIZE,
 }
 MONITORS = (VAL_AUPRC, VAL_AUROC, VAL_LOSS)
 OBJECTIVES = tuple(k for k in DIRECTIONS if k.startswith(("best/", "final/")))
@@ -76,15 +109,21 @@ EPOCH_SOURCE: dict[str, tuple[str, bool]] = {
     BEST_GAP_LOSS: (GAP_LOSS, False),
     FINAL_GAP_LOSS: (GAP_LOSS, False),
     FINAL_VAL_AUPRC: (VAL_AUPRC, False),
+    BEST_VAL_ECE: (VAL_ECE, False),
+    FINAL_VAL_ECE: (VAL_ECE, False),
 }
 
 
 def gaps(epoch: Mapping[str, float]) -> dict[str, float]:
-    """The gap metrics of one epoch: positive means the model fits training better."""
-    return {
+    """The gap metrics of one epoch: positive means the model fits training better
+    (``gap/ece``: positive means validation is worse calibrated)."""
+    out = {
         GAP_LOSS: epoch[VAL_LOSS] - epoch[TRAIN_LOSS],
         GAP_AUPRC: epoch[TRAIN_AUPRC] - epoch[VAL_AUPRC],
     }
+    if VAL_ECE in epoch and TRAIN_ECE in epoch:
+        out[GAP_ECE] = epoch[VAL_ECE] - epoch[TRAIN_ECE]
+    return out
 
 
 def as_cost(direction: str, value: float) -> float:
@@ -114,6 +153,9 @@ def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str,
         if is_better(monitor, epoch[monitor], history[best_i][monitor] if i else None):
             best_i = i
     best, last = history[best_i], history[-1]
+    calibration = (
+        {BEST_VAL_ECE: best[VAL_ECE], FINAL_VAL_ECE: last[VAL_ECE]} if VAL_ECE in last else {}
+    )
     return {
         BEST_EPOCH: float(best_i + 1),
         BEST_VAL_LOSS: best[VAL_LOSS],
@@ -121,6 +163,7 @@ def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str,
         BEST_GAP_LOSS: best[GAP_LOSS],
         FINAL_GAP_LOSS: last[GAP_LOSS],
         FINAL_VAL_AUPRC: last[VAL_AUPRC],
+        **calibration,
     }
 
 

@@ -209,8 +209,10 @@ def _history_checks(
     store: Tracker, run_id: str, history: Sequence[Mapping[str, float]], tol: float
 ) -> list[Check]:
     checks = []
-    for key in metrics.EPOCH_KEYS:
+    for key in (*metrics.EPOCH_KEYS, *metrics.CALIBRATION_KEYS, *metrics.MC_KEYS):
         logged = store.metric_history(run_id, key)
+        if not logged and key not in metrics.EPOCH_KEYS:
+            continue  # logged by later versions only: compare what the run logged
         replayed = {i + 1: epoch[key] for i, epoch in enumerate(history)}
         steps = sorted(set(logged) | set(replayed))
         bad = [d for s in steps if (d := _epoch_diff(s, logged.get(s, []), replayed.get(s), tol))]
@@ -230,8 +232,10 @@ def _summary_checks(
     logged: Mapping[str, float], replayed: Mapping[str, float], tol: float
 ) -> list[Check]:
     checks = []
-    for key in metrics.SUMMARY_KEYS:
+    for key in (*metrics.SUMMARY_KEYS, *metrics.OPTIONAL_SUMMARY_KEYS):
         was, now = logged.get(key), replayed.get(key)
+        if was is None and key not in metrics.SUMMARY_KEYS:
+            continue
         ok = was is not None and _same(was, now, tol)
         checks.append(Check(key, ok, f"logged {_fmt([was])}, replayed {_fmt([now])}"))
     return checks

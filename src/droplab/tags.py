@@ -57,6 +57,7 @@ COMPARISON_ID = "droplab.comparison_id"
 CELL_KEY = "droplab.cell_key"
 SEED = "droplab.seed"
 SEED_RUNS = "droplab.seed_runs"
+ARM = "droplab.arm"  # the named setting (compare.arms) of a cell and its seed runs
 VECTORIZED = "droplab.vectorized"  # "true" on a seed run trained in a stack
 STACK_SIZE = "droplab.stack_size"  # how many members that stack trained together
 

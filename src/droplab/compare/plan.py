@@ -1,5 +1,5 @@
-"""A comparison's plan: the cells of ``compare.grid``, each with its baseline, and the members
-(cell x seed)."""
+"""A comparison's plan: the cells of ``compare.grid`` (times ``compare.arms``, when named
+settings are given), each with its baseline, and the members (cell x seed)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Cell:
     label: str  # "p=0.30 w=256"
     group: str  # what it shares with its baseline: "w=256"
     baseline_key: str | None  # None: the cell is a baseline
+    arm: str = ""  # the named setting of compare.arms ("" for a plain grid)
 
     @property
     def is_baseline(self) -> bool:
@@ -52,30 +53,70 @@ class Member:
 
 
 def plan(cfg: Config) -> list[Cell]:
-    """The cells of ``compare.grid`` plus the baselines they need, each baseline first.
+    """The cells of ``compare.grid`` (times ``compare.arms``) plus the baselines they need,
+    each baseline first.
 
     Raises:
-        ConfigError: an empty grid, or a grid/baseline key outside data, model and train.
+        ConfigError: an empty grid without arms, a grid/baseline key outside data, model,
+            train (and eval, in arms), or a cell whose combined overrides are invalid.
     """
-    grid, baseline = cfg.compare.grid, cfg.compare.baseline or DEFAULT_BASELINE
-    if not grid:
+    grid = cfg.compare.grid
+    if not grid and not cfg.compare.arms:
         raise ConfigError("compare.grid={} is empty; allowed: {model.dropout: [0.0, 0.5], ...}")
-    for key in [*grid, *baseline]:
-        if not key.startswith(("data.", "model.", "train.")):
-            raise ConfigError(
-                f"compare key {key} is not allowed; allowed: data.*, model.*, train.*"
-            )
+    for key in grid:
+        _check_key(key)
+    if cfg.compare.arms:
+        return _arm_cells(cfg)
+    baseline = cfg.compare.baseline
+    assert isinstance(baseline, dict)  # validate: a string baseline needs arms
+    baseline = baseline or DEFAULT_BASELINE
+    for key in baseline:
+        _check_key(key)
     cells: dict[str, Cell] = {}
-    for values in itertools.product(*grid.values()):
-        overrides = dict(zip(grid, values, strict=True))
+    for overrides in _grid_points(grid):
         base = {**overrides, **baseline}
         base_key, key = _key(cfg, base), _key(cfg, overrides)
         group = _label({k: v for k, v in overrides.items() if k not in baseline}) or "all"
         cells.setdefault(base_key, Cell(base_key, base, _label(base), group, None))
         if key != base_key:
             cells.setdefault(key, Cell(key, overrides, _label(overrides), group, base_key))
+    return _baselines_first(cells)
+
+
+def _arm_cells(cfg: Config) -> list[Cell]:
+    """Arms x grid: each arm's settings at each grid point, against the baseline arm there."""
+    arms, base_arm = cfg.compare.arms, str(cfg.compare.baseline)
+    cells: dict[str, Cell] = {}
+    for point in _grid_points(cfg.compare.grid):
+        group = _label(point) or "all"
+        base = {**point, **arms[base_arm]}
+        base_key = _key(cfg, base)
+        cells.setdefault(base_key, _arm_cell(base_key, base, base_arm, group, None))
+        for arm, settings in arms.items():
+            overrides = {**point, **settings}
+            key = _key(cfg, overrides)
+            if key != base_key:
+                cells.setdefault(key, _arm_cell(key, overrides, arm, group, base_key))
+    return _baselines_first(cells)
+
+
+def _arm_cell(key: str, overrides: dict[str, Any], arm: str, group: str, base: str | None) -> Cell:
+    label = arm if group == "all" else f"{arm} {group}"
+    return Cell(key, overrides, label, group, base, arm)
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def _baselines_first(cells: Mapping[str, Cell]) -> list[Cell]:
     groups = list(dict.fromkeys(c.group for c in cells.values()))
     return sorted(cells.values(), key=lambda c: (groups.index(c.group), not c.is_baseline))
+
+
+def _check_key(key: str) -> None:
+    if not key.startswith(("data.", "model.", "train.", "eval.")):
+        raise ConfigError(f"compare key {key} is not allowed; allowed: data.*, model.*, train.*")
 
 
 def _key(cfg: Config, overrides: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from droplab.compare import stats
 from droplab.compare.plan import Cell, comparison_id, members, plan
 from droplab.compare.plots import benefit_cost, gap_curves, reduction_plot
 from droplab.compare.results import ComparisonReport, SeedRecord, analyze, collect_finished
-from droplab.compare.stats import COST, HEADLINE
+from droplab.compare.stats import CALIBRATION, COST, GAPS, HEADLINE
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import runs_dir, tracking_uri
 from droplab.config.schema import Config, ConfigError
@@ -84,9 +84,10 @@ def render(
     table = results_table(cells, cell_stats)
     table.to_csv(out / "table.csv", index=False)
     seeds_table(cells, records).to_csv(out / "seeds.csv", index=False)
-    short = summary_table(cells, cell_stats)
+    arms = any(c.arm for c in cells)
+    short = (arms_table if arms else summary_table)(cells, cell_stats)
     (out / "table.md").write_text(to_markdown([("table", short)]), encoding="utf-8")
-    images = _plots(cells, records, cell_stats, out)
+    images = _plots(cells, records, cell_stats, out, arms)
     found = findings(cells, cell_stats)
     blocks: list[Block] = [
         ("h1", f"Comparison {cfg.name}: dropout against its baseline, paired by seed"),
@@ -156,6 +157,29 @@ def summary_table(
     return pd.DataFrame(rows)
 
 
+def arms_table(cells: Sequence[Cell], cell_stats: Mapping[str, stats.CellStats]) -> pd.DataFrame:
+    """One row per arm (per grid point): the benefit (gap reduction, final and best epoch)
+    and the costs (change in best val AUPRC and in best-epoch val ECE), each with its paired
+    95% CI, and the Holm-adjusted paired-t p of the final gap."""
+    rows = []
+    for cell in cells:
+        s = cell_stats[cell.key]
+        row: dict[str, Any] = {"arm": cell.label, "seeds": s.n}
+        for metric in GAPS:
+            c = s.contrasts.get(metric)
+            row[f"reduction ({metric})"] = (
+                _ci(c.reduction, _pct) if c and c.reduction else "baseline"
+            )
+        for metric in (COST, CALIBRATION):
+            c = s.contrasts.get(metric)
+            row[f"Δ {metric}"] = _ci(c.diff, signed) if c else "baseline"
+        row[f"p Holm t ({HEADLINE})"] = (
+            f"{s.contrasts[HEADLINE].p_holm['t']:.2g}" if (HEADLINE in s.contrasts) else "—"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _ci(interval: stats.Interval | None, show: Any) -> str:
     if interval is None or math.isnan(interval.estimate):
         return "—"
@@ -174,7 +198,14 @@ def _p(contrast: stats.Contrast) -> str:
 
 
 def findings(cells: Sequence[Cell], cell_stats: Mapping[str, stats.CellStats]) -> list[str]:
-    """One plain sentence per group (width): its cell with the largest gap reduction."""
+    """One plain sentence per group (width): its cell with the largest gap reduction; with
+    arms, one sentence per arm."""
+    if any(c.arm for c in cells):
+        return [
+            f"{c.label}: {_sentence(c, cells, cell_stats[c.key], 1)}"
+            for c in cells
+            if not c.is_baseline
+        ]
     out = []
     for group in dict.fromkeys(c.group for c in cells):
         treated = [c for c in cells if c.group == group and not c.is_baseline]
@@ -262,9 +293,12 @@ def _plots(
     records: Mapping[tuple[str, int], SeedRecord],
     cell_stats: Mapping[str, stats.CellStats],
     out: Path,
+    arms: bool = False,
 ) -> list[Path]:
+    """Gap curves and the benefit/cost scatter (one point per arm or cell); reduction against
+    the dropout rate only for a grid (arms need not vary the rate)."""
     return [
         gap_curves(cells, records, out / "gap_curves.png"),
-        reduction_plot(cells, cell_stats, out / "reduction_vs_dropout.png"),
+        *([] if arms else [reduction_plot(cells, cell_stats, out / "reduction_vs_dropout.png")]),
         benefit_cost(cells, cell_stats, out / "benefit_cost.png"),
     ]

@@ -106,7 +106,8 @@ def _logged_summary(tracker: Tracker, run: LoggedRun) -> tuple[dict[str, float],
     """A logged run's summary metrics and its per-epoch ``gap/loss`` (the latest value of each
     epoch, as the MLflow UI plots it)."""
     history = tracker.metric_history(run.id, metrics.GAP_LOSS)
-    summary = {k: v for k, v in run.metrics.items() if k in metrics.SUMMARY_KEYS}
+    keys = (*metrics.SUMMARY_KEYS, *metrics.OPTIONAL_SUMMARY_KEYS)
+    summary = {k: v for k, v in run.metrics.items() if k in keys}
     return summary, [history[step][-1] for step in sorted(history)]
 
 

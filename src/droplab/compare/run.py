@@ -131,6 +131,8 @@ def _open_cells(ctx: _Context, cells: Sequence[Cell]) -> None:
             ctx.cell_runs[cell.key] = run_id
             continue
         labels = {tags.CELL_KEY: cell.key, tags.BASELINE: str(cell.is_baseline).lower()}
+        if cell.arm:
+            labels[tags.ARM] = cell.arm
         run_id = ctx.tracker.start(f"cell {cell.label}", tags.KIND_CELL, labels, ctx.parent_id)
         ctx.cell_runs[cell.key] = run_id
         ctx.tracker.log_params(run_id, cell.overrides)
@@ -194,6 +196,8 @@ def _seed_spec(ctx: _Context, m: Member, run_ids: list[str]) -> RunSpec:
         tags.CELL_KEY: m.cell.key,
         tags.SEED: str(m.seed),
     }
+    if m.cell.arm:
+        labels[tags.ARM] = m.cell.arm
     return RunSpec(
         kind=tags.KIND_SEED,
         name=f"seed-{m.seed}",

@@ -32,7 +32,8 @@ GAPS = (metrics.FINAL_GAP_LOSS, metrics.BEST_GAP_LOSS)
 
 HEADLINE = metrics.FINAL_GAP_LOSS  # the gap after the whole training budget: overfitting proper
 COST = metrics.BEST_VAL_AUPRC
-COMPARED = (*GAPS, metrics.BEST_VAL_AUPRC)
+CALIBRATION = metrics.BEST_VAL_ECE  # absent (nan) for seed runs logged before issue 14
+COMPARED = (*GAPS, metrics.BEST_VAL_AUPRC, CALIBRATION)
 
 
 TESTS = ("t", "wilcoxon")

@@ -52,7 +52,21 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Only these sections change what a training run computes; names, paths, tracking and the
 # study/compare settings do not, so they stay out of an experiment's identity.
-_IDENTITY_SECTIONS = ("seed", "data", "model", "train")
+_IDENTITY_SECTIONS = ("seed", "data", "model", "train", "eval")
+
+
+# Keys added after runs were logged (issue 14): at these values they are what older versions
+# did, so they stay out of the hash and every config hashed before keeps its hash (a
+# comparison or study then resumes the runs it already has).
+_ADDED_AT_DEFAULT: dict[str, Any] = {
+    "model.dropout_kind": "bernoulli",
+    "model.dropout_schedule": "constant",
+    "model.dropout_switch_epoch": None,
+    "model.max_norm": None,
+    "model.norm": "none",
+    "train.label_smoothing": 0.0,
+    "eval.mc_samples": 0,
+}
 
 
 _EXECUTION_KEYS = {
@@ -70,6 +84,9 @@ def config_hash(cfg: Config) -> str:
     keep = {k: v for k, v in flat.items() if k.split(".")[0] in _IDENTITY_SECTIONS}
     for key in _EXECUTION_KEYS:
         keep.pop(key, None)
+    for key, default in _ADDED_AT_DEFAULT.items():
+        if key in keep and keep[key] == default:
+            del keep[key]
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -133,14 +133,17 @@ def from_dict(tree: dict[str, Any]) -> Config:
     # checked on a copy without them, one value at a time
     study, compare = (
         cfg.study.model_copy(update={"space": {}}),
-        cfg.compare.model_copy(update={"grid": {}}),
+        cfg.compare.model_copy(update={"grid": {}, "arms": {}, "baseline": {}}),
     )
     bare = cfg.model_copy(update={"study": study, "compare": compare})
-    space = [(f"study.space.{k}", k, v) for k, p in cfg.study.space.items() for v in p.values()]
-    grid = [(f"compare.grid.{k}", k, v) for k, values in cfg.compare.grid.items() for v in values]
-    for where, key, value in space + grid:
+    space = [(f"study.space.{k}", {k: v}) for k, p in cfg.study.space.items() for v in p.values()]
+    grid = [
+        (f"compare.grid.{k}", {k: v}) for k, values in cfg.compare.grid.items() for v in values
+    ]
+    arms = [(f"compare.arms.{name}", dict(arm)) for name, arm in cfg.compare.arms.items()]
+    for where, overrides in space + grid + arms:  # an arm is checked as a whole
         try:
-            with_overrides(bare, {key: value})
+            with_overrides(bare, overrides)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return cfg

@@ -72,6 +72,14 @@ class ModelConfig(Frozen):
     dropout: Rate | Seq[Rate] = 0.0
     input_dropout: Rate = 0.0
     activation: Literal["relu", "gelu", "tanh", "leaky_relu", "elu"] = "relu"
+    # Regularizer arena (DESIGN.md section 9); the defaults are the plain model, bit for bit.
+    dropout_kind: Literal["bernoulli", "gaussian", "alpha", "dropconnect", "concrete"] = (
+        "bernoulli"
+    )
+    dropout_schedule: Literal["constant", "early", "late"] = "constant"
+    dropout_switch_epoch: Annotated[int, Field(ge=1)] | None = None
+    max_norm: Positive | None = None
+    norm: Literal["none", "batch", "layer"] = "none"
 
     @model_validator(mode="after")
     def _one_rate_per_layer(self) -> Self:
@@ -96,6 +104,11 @@ class TrainConfig(Frozen):
     eval_batch_size: Annotated[int, Field(ge=1)] = 65536
     max_seconds: Positive | None = None
     predict: Seq[Seq[Float]] = ()
+    label_smoothing: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+
+
+class EvalConfig(Frozen):
+    mc_samples: Annotated[int, Field(ge=0)] = 0
 
 
 class TrackingConfig(Frozen):
@@ -143,8 +156,23 @@ class StudyConfig(Frozen):
 class CompareConfig(Frozen):
     grid: FreeMap[Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     seeds: Annotated[Seq[int], Field(min_length=1), AfterValidator(_distinct)] = (0, 1, 2, 3, 4)
-    baseline: FreeMap[Any] = Field(default_factory=dict)
+    baseline: FreeMap[Any] | str = Field(default_factory=dict)  # with arms: an arm's name
+    arms: FreeMap[FreeMap[Any]] = Field(default_factory=dict)
     vectorize: bool = True
+
+    @model_validator(mode="after")
+    def _arms(self) -> Self:
+        names = ", ".join(self.arms) or "(none: set compare.arms first)"
+        if isinstance(self.baseline, str) or self.arms:
+            if not (isinstance(self.baseline, str) and self.baseline in self.arms):
+                raise refuse("baseline", self.baseline, f"the name of an arm: {names}")
+        for name, overrides in self.arms.items():
+            for key, value in overrides.items():
+                if key.split(".")[0] not in ("data", "model", "train", "eval"):
+                    raise refuse(
+                        f"arms.{name}.{key}", value, "a key under data, model, train or eval"
+                    )
+        return self
 
 
 class Config(Frozen):
@@ -156,6 +184,7 @@ class Config(Frozen):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
     tracking: TrackingConfig = TrackingConfig()
     study: StudyConfig = StudyConfig()
     compare: CompareConfig = CompareConfig()
@@ -168,6 +197,18 @@ class Config(Frozen):
             raise refuse("data.source", self.data.source, "one of " + ", ".join(SOURCES))
         return self
 
+    @model_validator(mode="after")
+    def _switch_in_budget(self) -> Self:
+        model, epochs = self.model, self.train.epochs
+        switch = model.dropout_switch_epoch
+        if model.dropout_schedule != "constant" or switch is not None:
+            if switch is None or not 1 <= switch <= epochs:
+                rule = (
+                    f"an epoch in 1..train.epochs={epochs} (required by early and late schedules)"
+                )
+                raise refuse("model.dropout_switch_epoch", switch, rule)
+        return self
+
 
 # Sections whose values are free-form maps (keys are dotted config keys, checked separately).
-FREE_MAPS = {"study.space", "compare.grid", "compare.baseline"}
+FREE_MAPS = {"study.space", "compare.grid", "compare.baseline", "compare.arms"}

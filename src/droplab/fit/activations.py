@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from droplab.fit.model import MLP
+from droplab.fit.regularizers import set_noise
 
 
 def dropout_pass(model: MLP, x: torch.Tensor, seed: int, layer: int = 0) -> dict[str, np.ndarray]:
@@ -22,7 +23,7 @@ def dropout_pass(model: MLP, x: torch.Tensor, seed: int, layer: int = 0) -> dict
     with torch.no_grad():
         model.eval()
         _, eval_act = model.hidden(x, layer)
-        model.train()
+        set_noise(model, True)  # dropout on, BatchNorm left in eval mode (its stats untouched)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             _, train_act = model.hidden(x, layer)

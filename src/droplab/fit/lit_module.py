@@ -15,19 +15,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from droplab import metrics
-from droplab.config.schema import TrainConfig
+from droplab.config.schema import Config, TrainConfig
+from droplab.fit import calibration, regularizers
 from droplab.fit.model import MLP
-from droplab.fit.scoring import score
+from droplab.fit.scoring import score, score_probs
 
 
 class NonFiniteLoss(FloatingPointError):
     """The training loss became NaN or infinite (e.g. a learning rate far too large)."""
+
+
+@dataclass(frozen=True)
+class Extras:
+    """The regularizer arena's settings that act during training and evaluation (the
+    defaults are plain training: nothing here then touches a tensor or the RNG)."""
+
+    schedule: str = "constant"
+    switch_epoch: int | None = None
+    max_norm: float | None = None
+    mc_samples: int = 0
+    seed: int = 0
+
+    @classmethod
+    def of(cls, cfg: Config) -> Extras:
+        m = cfg.model
+        return cls(
+            m.dropout_schedule, m.dropout_switch_epoch, m.max_norm, cfg.eval.mc_samples, cfg.seed
+        )
 
 
 class LitMLP(pl.LightningModule):
@@ -40,6 +61,7 @@ class LitMLP(pl.LightningModule):
         train: ``(x, y)`` of the training split, for the eval-mode pass.
         val: ``(x, y)`` of the validation split.
         pos_weight: weight of positives in ``BCEWithLogitsLoss`` (binary only).
+        extras: dropout schedule, max-norm and MC dropout (default: none of them).
     """
 
     def __init__(
@@ -50,6 +72,7 @@ class LitMLP(pl.LightningModule):
         train: tuple[torch.Tensor, torch.Tensor],
         val: tuple[torch.Tensor, torch.Tensor],
         pos_weight: float | None = None,
+        extras: Extras | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the mini-batch loop is training_step's
@@ -58,6 +81,7 @@ class LitMLP(pl.LightningModule):
         self.cfg = train_cfg
         self.splits = {"train": train, "val": val}
         self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight)
+        self.extras = extras or Extras()
         self.history: list[dict[str, float]] = []
         self._running_sum = torch.zeros(())
         self._running_count = 0
@@ -65,25 +89,44 @@ class LitMLP(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``BCEWithLogitsLoss`` (one logit) or cross-entropy (K classes), mean over rows."""
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        """``BCEWithLogitsLoss`` (one logit) or cross-entropy (K classes), mean over rows.
+
+        ``smoothing`` (training only: eval losses stay plain so the gap compares like with
+        like) moves binary targets to ``y (1 - e) + e / 2`` and uses cross-entropy's own
+        ``label_smoothing`` for several classes.
+        """
         if self.n_classes == 2:
             weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
+            target = y.to(logits.dtype)
+            if smoothing > 0:
+                target = target * (1 - smoothing) + smoothing / 2
             return F.binary_cross_entropy_with_logits(
-                logits.squeeze(-1), y.to(logits.dtype), pos_weight=weight
+                logits.squeeze(-1), target, pos_weight=weight
             )
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, label_smoothing=smoothing)
 
     def training_step(self, batch: Iterable[tuple[torch.Tensor, torch.Tensor]], _: int) -> None:
         """One epoch of mini-batches: forward, backward, optimizer step for each."""
         optimizer = self.optimizers(use_pl_optimizer=False)
         assert isinstance(optimizer, torch.optim.Optimizer)
+        extras, smoothing = self.extras, self.cfg.label_smoothing
+        epoch = len(self.history) + 1
+        if extras.schedule != "constant":
+            active = regularizers.schedule_active(extras.schedule, extras.switch_epoch, epoch)
+            regularizers.set_noise(self.model, active)
+        concrete = bool(regularizers.concrete_rates(self.model))
+        n_train = len(self.splits["train"][1])
         for x, y in batch:
             optimizer.zero_grad()
-            loss = self.loss(self.model(x), y)
-            loss.backward()
+            loss = self.loss(self.model(x), y, smoothing)
+            penalty = regularizers.concrete_penalty(self.model, n_train) if concrete else None
+            (loss if penalty is None else loss + penalty).backward()
             optimizer.step()
-            # Accumulate on the device; one sync per epoch instead of one .item() per step.
+            if extras.max_norm is not None:
+                regularizers.apply_max_norm(self.model, extras.max_norm)
+            # The data loss only (the concrete penalty is not a loss on rows); on the device:
+            # one sync per epoch instead of one .item() per step.
             self._running_sum = self._running_sum + loss.detach() * len(y)
             self._running_count += len(y)
 
@@ -98,7 +141,8 @@ class LitMLP(pl.LightningModule):
         self._running_count = rows
 
     def close_epoch(self) -> dict[str, float]:
-        """The epoch's record: both splits in eval mode, the gaps, the running loss."""
+        """The epoch's record: both splits in eval mode, the gaps, the running loss (and the
+        learned dropout rates, BatchNorm's variance shift and MC dropout where they apply)."""
         running = float(self._running_sum) / max(self._running_count, 1)
         epoch = len(self.history) + 1
         if not math.isfinite(running):
@@ -106,21 +150,45 @@ class LitMLP(pl.LightningModule):
         record = {**self.evaluate("train"), **self.evaluate("val")}
         record.update(metrics.gaps(record))
         record[metrics.TRAIN_RUNNING_LOSS] = running
+        for i, rate in enumerate(regularizers.concrete_rates(self.model), start=1):
+            record[metrics.dropout_rate(i)] = rate
+        if self.extras.mc_samples > 0:
+            record.update(self.evaluate_mc())
         self.history.append(record)
         return record
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
-        """Loss, AUPRC and AUROC of one split in eval mode (dropout off), prefixed ``split/``."""
+        """Loss, AUPRC, AUROC, ECE and Brier of one split in eval mode (dropout off), prefixed
+        ``split/``; on ``val`` also BatchNorm's variance shift, read during the same pass."""
         x, y = self.splits[split]
         was_training = self.model.training
         self.model.eval()
         chunk = self.cfg.eval_batch_size
-        logits = torch.cat([self.model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+        with regularizers.VarianceShift(self.model) as shift:
+            logits = torch.cat([self.model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
         self.model.train(was_training)
         scores = score(logits, y, self.n_classes)
         scores["loss"] = float(self.loss(logits, y))
-        return {f"{split}/{name}": value for name, value in scores.items()}
+        out = {f"{split}/{name}": value for name, value in scores.items()}
+        if split == "val":
+            for i, ratio in enumerate(shift.ratios(), start=1):
+                out[metrics.variance_shift(i)] = ratio
+        return out
+
+    def evaluate_mc(self) -> dict[str, float]:
+        """MC dropout on the validation split: ``eval.mc_samples`` dropout-on passes averaged
+        (one batched pass; the training's RNG stream is left untouched)."""
+        x, y = self.splits["val"]
+        samples, chunk = self.extras.mc_samples, self.cfg.eval_batch_size
+        probs = regularizers.mc_probabilities(self.model, x, samples, chunk, self.extras.seed)
+        scores = score_probs(probs, y, self.n_classes)
+        return {
+            metrics.VAL_MC_LOSS: calibration.nll(probs, y),
+            metrics.VAL_MC_AUPRC: scores["auprc"],
+            metrics.VAL_MC_ECE: scores["ece"],
+            metrics.VAL_MC_ENTROPY: calibration.entropy(probs),
+        }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.model.parameters(), self.cfg)

@@ -8,10 +8,13 @@ the weights by ``p`` at test time; the expectation of every activation is the sa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from droplab.fit.regularizers import ConcreteDropout, DropConnectLinear, GaussianDropout
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -32,8 +35,43 @@ def dropout_rates(dropout: float | Sequence[float], depth: int) -> list[float]:
     return rates
 
 
+def _noise(kind: str, rate: float) -> nn.Module:
+    """The unit-noise layer after a hidden layer (DropConnect masks the Linear instead)."""
+    if kind == "gaussian":
+        return GaussianDropout(rate)
+    if kind == "alpha":
+        return nn.AlphaDropout(rate)
+    if kind == "concrete":
+        return ConcreteDropout(rate)
+    if kind == "dropconnect":
+        return nn.Identity()
+    return nn.Dropout(rate)
+
+
+def _linear(kind: str, fan_in: int, width: int, rate: float) -> nn.Linear:
+    if kind == "dropconnect":
+        return DropConnectLinear(fan_in, width, rate)
+    return nn.Linear(fan_in, width)
+
+
+def _norm(norm: str, width: int) -> list[nn.Module]:
+    if norm == "batch":
+        return [nn.BatchNorm1d(width)]
+    if norm == "layer":
+        return [nn.LayerNorm(width)]
+    return []
+
+
+def _lecun_normal(model: nn.Module) -> None:
+    """SELU's initialisation: weights ~ N(0, 1 / fan_in), biases 0 (Klambauer et al. 2017)."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, 1.0 / math.sqrt(layer.in_features))
+            nn.init.zeros_(layer.bias)
+
+
 class MLP(nn.Module):
-    """``[input dropout] -> (Linear -> activation -> Dropout) x depth -> Linear`` to logits.
+    """``[input dropout] -> (Linear -> [norm] -> activation -> noise) x depth -> Linear``.
 
     Args:
         n_features: input width.
@@ -42,7 +80,11 @@ class MLP(nn.Module):
         depth: number of hidden layers.
         dropout: drop probability after each hidden layer, or one per layer.
         input_dropout: drop probability on the inputs.
-        activation: name of the hidden activation.
+        activation: name of the hidden activation (``alpha`` dropout uses SELU instead).
+        dropout_kind: ``bernoulli`` (``nn.Dropout``), ``gaussian``, ``alpha``, ``dropconnect``
+            (the hidden Linear layers drop weights at each hidden layer's rate) or ``concrete``
+            (learned rates starting at ``dropout``); input dropout is Bernoulli for every kind.
+        norm: ``none``, ``batch`` or ``layer`` normalisation before each activation.
     """
 
     def __init__(
@@ -54,6 +96,8 @@ class MLP(nn.Module):
         dropout: float | Sequence[float] = 0.0,
         input_dropout: float = 0.0,
         activation: str = "relu",
+        dropout_kind: str = "bernoulli",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -62,12 +106,16 @@ class MLP(nn.Module):
         fan_in = n_features
         self.rates = dropout_rates(dropout, depth)
         self._hidden_drops: list[int] = []
+        act = nn.SELU if dropout_kind == "alpha" else _ACTIVATIONS[activation]
         for rate in self.rates:
-            layers += [nn.Linear(fan_in, width), _ACTIVATIONS[activation](), nn.Dropout(rate)]
+            layers += [_linear(dropout_kind, fan_in, width, rate), *_norm(norm, width), act()]
+            layers.append(_noise(dropout_kind, rate))
             self._hidden_drops.append(len(layers) - 1)
             fan_in = width
         layers.append(nn.Linear(fan_in, n_outputs))
         self.net = nn.Sequential(*layers)
+        if dropout_kind == "alpha":
+            _lecun_normal(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -19,23 +19,35 @@ from torchmetrics.functional.classification import (
     multiclass_average_precision,
 )
 
+from droplab.fit import calibration
+
 
 def score(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
-    """AUPRC (average precision) and AUROC; macro one-vs-rest for several classes.
+    """AUPRC (average precision), AUROC (macro one-vs-rest for several classes), ECE and Brier.
 
     Non-finite logits score NaN instead of raising, so a diverged run is still recorded.
     """
     if not torch.isfinite(logits).all():
-        return {"auprc": math.nan, "auroc": math.nan}
+        return {"auprc": math.nan, "auroc": math.nan, "ece": math.nan, "brier": math.nan}
     if n_classes == 2:
-        auprc, auroc = binary_scores(torch.sigmoid(logits.squeeze(-1)), y)
-        return {"auprc": auprc, "auroc": auroc}
-    probs = torch.softmax(logits, dim=-1)
-    return {
-        "auprc": float(
+        return score_probs(torch.sigmoid(logits.squeeze(-1)), y, n_classes)
+    return score_probs(torch.softmax(logits, dim=-1), y, n_classes)
+
+
+def score_probs(probs: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
+    """:func:`score` from probabilities: ``(n,)`` positive-class ones, or ``(n, K)``."""
+    if n_classes == 2:
+        auprc, auroc = binary_scores(probs, y)
+    else:
+        auprc = float(
             multiclass_average_precision(probs, y, num_classes=n_classes, validate_args=False)
-        ),
-        "auroc": float(multiclass_auroc(probs, y, num_classes=n_classes, validate_args=False)),
+        )
+        auroc = float(multiclass_auroc(probs, y, num_classes=n_classes, validate_args=False))
+    return {
+        "auprc": auprc,
+        "auroc": auroc,
+        "ece": calibration.expected_calibration_error(probs, y),
+        "brier": calibration.brier(probs, y),
     }
 
 

@@ -23,7 +23,7 @@ from droplab import interrupts, metrics
 from droplab.config.schema import Config
 from droplab.data.batches import Batches
 from droplab.data.splits import Dataset, prepare
-from droplab.fit.lit_module import LitMLP
+from droplab.fit.lit_module import Extras, LitMLP
 from droplab.fit.model import MLP
 
 EpochHook = Callable[[int, Mapping[str, float]], None]
@@ -98,7 +98,15 @@ def build_model(cfg: Config, data: Dataset) -> MLP:
     m = cfg.model
     n_outputs = 1 if data.n_classes == 2 else data.n_classes
     return MLP(
-        data.n_features, n_outputs, m.width, m.depth, m.dropout, m.input_dropout, m.activation
+        data.n_features,
+        n_outputs,
+        m.width,
+        m.depth,
+        m.dropout,
+        m.input_dropout,
+        m.activation,
+        dropout_kind=m.dropout_kind,
+        norm=m.norm,
     )
 
 
@@ -135,6 +143,7 @@ def fit(
         train=(data.x_train, data.y_train),
         val=(data.x_val, data.y_val),
         pos_weight=positive_weight(cfg, data),
+        extras=Extras.of(cfg),
     )
     start = time.perf_counter()
     best_state: dict[str, torch.Tensor] = {}

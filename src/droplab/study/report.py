@@ -44,6 +44,7 @@ from droplab.study.sections import (
     best_section,
     failures_section,
     header,
+    kinds_section,
     plots_section,
     reduction_section,
     test_section,
@@ -175,13 +176,13 @@ def write_report(cfg: Config) -> ReportPaths:
     objectives = _objectives(cfg, study)
     store = read_store(tracking_uri(cfg))  # the trials' runs: curves, the best model
     images, notes = _figures(cfg, study, frame, objectives, out, store)
+    final, best = gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame)
     blocks = [
         *header(cfg, study, frame, objectives),
         *best_section(study, objectives),
         *bands_section(frame),
-        *reduction_section(
-            gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame), cfg.train.epochs
-        ),
+        *reduction_section(final, best, cfg.train.epochs),
+        *kinds_section(frame, final, best),
         *test_section(study, evaluate_best_on_test(cfg, study, store)),
         *failures_section(frame),
         *plots_section(images, notes),

@@ -157,6 +157,39 @@ def reduction_section(final: pd.DataFrame, best: pd.DataFrame, epochs: int) -> l
     ]
 
 
+KIND_KEY = "model.dropout_kind"
+
+
+def kinds_section(frame: pd.DataFrame, final: pd.DataFrame, best: pd.DataFrame) -> list[Block]:
+    """When ``model.dropout_kind`` is searched: the gap, its reduction against the dropout-0
+    controls (as in :func:`reduction_section`), val AUPRC and ECE, per kind of dropout."""
+    if KIND_KEY not in frame.columns:
+        return []
+    done = usable_trials(frame)
+    done = done[done["dropout"] > 0]  # a dropout-0 trial is a control, whatever its kind
+    kind_of = done.set_index("number")[KIND_KEY]
+    rows = []
+    for kind, part in done.groupby(KIND_KEY):
+        final_r = final[final["number"].map(kind_of) == kind]["reduction"]
+        best_r = best[best["number"].map(kind_of) == kind]["reduction"]
+        complete = part[part["state"] == TrialState.COMPLETE.name][metrics.FINAL_GAP_LOSS]
+        ece = part.get(metrics.BEST_VAL_ECE, pd.Series(dtype=float)).mean()
+        rows.append(
+            (kind, len(part), signed(complete.mean()), percent(final_r.mean()),
+             signed(part[metrics.BEST_GAP_LOSS].mean()), percent(best_r.mean()),
+             fmt(part[metrics.BEST_VAL_AUPRC].mean()), fmt(ece))
+        )  # fmt: skip
+    columns = ["dropout kind", "trials", f"mean {metrics.FINAL_GAP_LOSS}", "reduction (final)"]
+    columns += [f"mean {metrics.BEST_GAP_LOSS}", "reduction (best)"]
+    columns += [f"mean {metrics.BEST_VAL_AUPRC}", f"mean {metrics.BEST_VAL_ECE}"]
+    note = (
+        "Dropout trials (p > 0) grouped by the searched dropout kind; reductions are the "
+        "means of the per-trial reductions against the dropout-0 controls at the nearest width."
+    )
+    table = pd.DataFrame(rows, columns=columns)
+    return [("h2", "Gap by dropout kind"), ("p", note), ("table", table)]
+
+
 def test_section(study: optuna.Study, scores: dict[str, float] | None) -> list[Block]:
     head: list[Block] = [("h2", "Test split (best configuration only)")]
     if scores is None:

@@ -46,6 +46,9 @@ def load_study(cfg: Config) -> optuna.Study:
         raise missing from None
 
 
+_SUMMARY = (*metrics.SUMMARY_KEYS, *metrics.OPTIONAL_SUMMARY_KEYS)
+
+
 def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame:
     """One row per trial: number, state, dropout, width, every param, the summary metrics,
     ``baseline`` (a dropout-0 control), ``run_id``, ``fail_reason``, ``model_artifact`` and
@@ -64,7 +67,7 @@ def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame
                 "dropout": p,
                 "width": float(t.params.get(WIDTH_KEY, fixed_w)),
                 **t.params,
-                **{key: float(summary.get(key, math.nan)) for key in metrics.SUMMARY_KEYS},
+                **{key: float(summary.get(key, math.nan)) for key in _SUMMARY},
                 "baseline": bool(t.user_attrs.get(tags.BASELINE)) or p == 0.0,
                 "run_id": t.user_attrs.get(tags.RUN_ID),
                 "fail_reason": t.user_attrs.get(tags.FAIL_REASON),

@@ -103,13 +103,24 @@ def _shape_key(cfg: Config) -> str:
     return repr(sorted(shared.items())) + f"|threads={thread_count(cfg)}"
 
 
+def stack_exact(cfg: Config) -> bool:
+    """Whether the stacked kernels implement ``cfg``: constant Bernoulli dropout only (no other
+    kind, schedule, max-norm, norm layer, label smoothing or MC); others train one by one."""
+    m, plain = cfg.model, ("bernoulli", "constant", None, "none", 0.0, 0)
+    extras = (m.dropout_kind, m.dropout_schedule, m.max_norm, m.norm)
+    return (*extras, cfg.train.label_smoothing, cfg.eval.mc_samples) == plain
+
+
 def can_stack(cfgs: Sequence[Config]) -> bool:
     """Whether ``cfgs`` can train as one stacked model.
 
     They must agree on everything but the seed, the dropout rates, the monitor, the time
     budget and ``train.predict`` (same data settings, width, depth, activation, batch size,
-    epochs, optimizer, lr, weight decay, device and threads).
+    epochs, optimizer, lr, weight decay, device and threads), and each must be
+    :func:`stack_exact` (or be alone).
     """
+    if len(cfgs) > 1 and not all(stack_exact(c) for c in cfgs):
+        return False
     return len(cfgs) > 0 and len({_shape_key(c) for c in cfgs}) == 1
 
 
@@ -117,7 +128,8 @@ def group_stackable(cfgs: Sequence[Config]) -> list[list[int]]:
     """Indices of ``cfgs`` grouped so that each group can stack, in order of first appearance."""
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(cfgs):
-        groups.setdefault(_shape_key(cfg), []).append(i)
+        key = _shape_key(cfg) if stack_exact(cfg) else f"alone {i}"
+        groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
