@@ -19,6 +19,11 @@ VAL_AUROC = "val/auroc"
 GAP_LOSS = "gap/loss"
 GAP_AUPRC = "gap/auprc"
 TRAIN_RUNNING_LOSS = "train_running/loss"
+# Regression targets: RMSE in the target's original units, Gaussian NLL per row (nats).
+TRAIN_RMSE = "train/rmse"
+TRAIN_NLL = "train/nll"
+VAL_RMSE = "val/rmse"
+VAL_NLL = "val/nll"
 
 EPOCH_KEYS = (
     TRAIN_LOSS,
@@ -41,6 +46,9 @@ FINAL_VAL_AUPRC = "final/val_auprc"
 TEST_AUPRC = "test/auprc"
 TEST_AUROC = "test/auroc"
 TEST_LOSS = "test/loss"
+BEST_VAL_RMSE = "best/val_rmse"
+BEST_VAL_NLL = "best/val_nll"
+FINAL_VAL_RMSE = "final/val_rmse"
 
 SUMMARY_KEYS = (
     BEST_EPOCH,
@@ -64,8 +72,15 @@ DIRECTIONS: dict[str, str] = {
     BEST_GAP_LOSS: MINIMIZE,
     FINAL_GAP_LOSS: MINIMIZE,
     FINAL_VAL_AUPRC: MAXIMIZE,
+    VAL_RMSE: MINIMIZE,
+    VAL_NLL: MINIMIZE,
+    BEST_VAL_RMSE: MINIMIZE,
+    BEST_VAL_NLL: MINIMIZE,
+    FINAL_VAL_RMSE: MINIMIZE,
 }
-MONITORS = (VAL_AUPRC, VAL_AUROC, VAL_LOSS)
+# ``auto``: val/auprc for a classification target, val/rmse for a regression one.
+AUTO = "auto"
+MONITORS = (AUTO, VAL_AUPRC, VAL_AUROC, VAL_LOSS, VAL_RMSE, VAL_NLL)
 OBJECTIVES = tuple(k for k in DIRECTIONS if k.startswith(("best/", "final/")))
 
 # The per-epoch metric a pruner sees for each objective, and whether to report its running best
@@ -76,15 +91,37 @@ EPOCH_SOURCE: dict[str, tuple[str, bool]] = {
     BEST_GAP_LOSS: (GAP_LOSS, False),
     FINAL_GAP_LOSS: (GAP_LOSS, False),
     FINAL_VAL_AUPRC: (VAL_AUPRC, False),
+    BEST_VAL_RMSE: (VAL_RMSE, True),
+    BEST_VAL_NLL: (VAL_NLL, True),
+    FINAL_VAL_RMSE: (VAL_RMSE, False),
 }
+
+
+def resolve_monitor(monitor: str, record: Mapping[str, float]) -> str:
+    """``auto`` -> ``val/rmse`` when the epoch record is a regression's, else ``val/auprc``."""
+    if monitor != AUTO:
+        return monitor
+    return VAL_RMSE if VAL_RMSE in record else VAL_AUPRC
+
+
+def rmse(pred: Sequence[float], target: Sequence[float]) -> float:
+    """Root mean squared error."""
+    n = len(target)
+    return math.sqrt(sum((p - t) ** 2 for p, t in zip(pred, target, strict=True)) / n)
+
+
+def gaussian_nll(pred: Sequence[float], target: Sequence[float], tau: float) -> float:
+    """Mean negative log-likelihood of ``target`` under N(pred, 1/tau), in nats per row."""
+    sq = sum((p - t) ** 2 for p, t in zip(pred, target, strict=True)) / len(target)
+    return 0.5 * math.log(2 * math.pi) - 0.5 * math.log(tau) + 0.5 * tau * sq
 
 
 def gaps(epoch: Mapping[str, float]) -> dict[str, float]:
     """The gap metrics of one epoch: positive means the model fits training better."""
-    return {
-        GAP_LOSS: epoch[VAL_LOSS] - epoch[TRAIN_LOSS],
-        GAP_AUPRC: epoch[TRAIN_AUPRC] - epoch[VAL_AUPRC],
-    }
+    out = {GAP_LOSS: epoch[VAL_LOSS] - epoch[TRAIN_LOSS]}
+    if TRAIN_AUPRC in epoch:  # a regression has no AUPRC; its gap is the loss's alone
+        out[GAP_AUPRC] = epoch[TRAIN_AUPRC] - epoch[VAL_AUPRC]
+    return out
 
 
 def is_better(monitor: str, candidate: float, incumbent: float | None) -> bool:
@@ -101,22 +138,34 @@ def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str,
 
     Returns:
         ``best/*`` at the epoch where ``monitor`` was best, and ``final/*`` at the last epoch.
+        A regression's AUPRC keys are NaN (readers of classification summaries keep working)
+        and it adds ``best/val_rmse``, ``best/val_nll`` and ``final/val_rmse``.
     """
     if not history:
         return {}
+    monitor = resolve_monitor(monitor, history[0])
     best_i = 0
     for i, epoch in enumerate(history):
         if is_better(monitor, epoch[monitor], history[best_i][monitor] if i else None):
             best_i = i
     best, last = history[best_i], history[-1]
-    return {
+    summary = {
         BEST_EPOCH: float(best_i + 1),
         BEST_VAL_LOSS: best[VAL_LOSS],
-        BEST_VAL_AUPRC: best[VAL_AUPRC],
+        BEST_VAL_AUPRC: best.get(VAL_AUPRC, math.nan),
         BEST_GAP_LOSS: best[GAP_LOSS],
         FINAL_GAP_LOSS: last[GAP_LOSS],
-        FINAL_VAL_AUPRC: last[VAL_AUPRC],
+        FINAL_VAL_AUPRC: last.get(VAL_AUPRC, math.nan),
     }
+    if VAL_RMSE in best:
+        summary.update(
+            {
+                BEST_VAL_RMSE: best[VAL_RMSE],
+                BEST_VAL_NLL: best[VAL_NLL],
+                FINAL_VAL_RMSE: last[VAL_RMSE],
+            }
+        )
+    return summary
 
 
 def reduction(gap: float, baseline_gap: float) -> float:

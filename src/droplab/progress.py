@@ -15,9 +15,10 @@ def progress_bar(epochs: int, desc: str) -> EpochHook:
     bar = tqdm(total=epochs, desc=desc, unit="epoch", leave=False)
 
     def update(epoch: int, values: Mapping[str, float]) -> None:
+        key = metrics.resolve_monitor(metrics.AUTO, values)  # val/auprc, or val/rmse
         bar.set_postfix(
             {
-                "val_auprc": f"{values[metrics.VAL_AUPRC]:.3f}",
+                key.replace("/", "_"): f"{values[key]:.3f}",
                 "gap_loss": f"{values[metrics.GAP_LOSS]:+.4f}",
             },
             refresh=False,

@@ -24,6 +24,7 @@ STATE = "droplab.state"
 REASON = "droplab.failure"  # why a run FAILED or was KILLED
 CONFIG_HASH = "droplab.config_hash"
 DATA_DIGEST = "droplab.data_digest"
+DATA_POSITIVE = "droplab.data.positive"  # the binary text label taken as 1 (issue 15)
 GIT_COMMIT = "droplab.git_commit"
 GIT_DIRTY = "droplab.git_dirty"
 PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag

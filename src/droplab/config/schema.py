@@ -31,6 +31,13 @@ class DataConfig:
     test_fraction: float = 0.2
     train_fraction: float = 1.0
     scale: bool = True
+    # Real tables (issue 15): task, encoding of text columns, missing values, labels.
+    task: str = "auto"
+    categorical: str | tuple[str, ...] = "auto"
+    max_categories: int = 50
+    drop: tuple[str, ...] = ()
+    positive: str | int | bool | None = None
+    missing: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     pos_weight: float | str = "none"
-    monitor: str = "val/auprc"
+    monitor: str = "auto"
+    loss: str = "mse"
+    tau: float | None = None
     device: str = "auto"
     threads: int = 0
     deterministic: bool = True

