@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     ui.add_argument("--port", type=int, default=5000, help="MLflow UI port")
     ui.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard port")
+    verify = sub.add_parser("verify", help="reference checks against published numbers")
+    verify.add_argument("--quick", action="store_true", help="the CI-sized version (~1 min)")
+    verify.add_argument("args", nargs="*", help="key=value overrides for every check")
     data = sub.add_parser("data", help="data utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="export the synthetic fraud table as CSV")
@@ -127,6 +130,15 @@ def _ui(ns: argparse.Namespace) -> int:
     return serve(load_config(experiment, overrides), ns.host, ns.port, ns.dashboard_port)
 
 
+def _verify(ns: argparse.Namespace) -> int:
+    from droplab.config.load import load_config
+    from droplab.verify.runner import main as verify
+
+    _, overrides = _split_args(ns.args)
+    load_config(None, overrides)  # a bad override stops here: one line, exit 2
+    return verify(ns.quick, overrides)
+
+
 def _data(ns: argparse.Namespace) -> int:
     from droplab.data import export_synthetic
 
@@ -144,6 +156,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": _replay,
     "report": _report,
     "ui": _ui,
+    "verify": _verify,
     "data": _data,
 }
 

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,7 +89,10 @@ def _train(x: np.ndarray, y: np.ndarray, p: float, tau: float, epochs: int, seed
     biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.Linear)]
     # Keras adds reg * sum(W^2) to the loss; its gradient 2 reg W is Adam's (coupled, L2)
     # weight_decay of 2 reg on the weight matrices, biases exempt.
-    groups = [{"params": weights, "weight_decay": 2 * reg}, {"params": biases}]
+    groups: list[dict[str, Any]] = [
+        {"params": weights, "weight_decay": 2 * reg},
+        {"params": biases},
+    ]
     optimizer = torch.optim.Adam(groups, lr=LR)
     generator = torch.Generator().manual_seed(seed)
     model.train()
@@ -176,6 +180,8 @@ def run(quick: bool, overrides: Sequence[str] = ()) -> list[CheckResult]:
         )  # fmt: skip
         measured = f"{mean:.2f}+-{se:.2f}"
         results.append(
-            CheckResult(name, measured, f"{published:.2f}+-{pub_se:.2f}", tolerance, passed, seconds)
+            CheckResult(
+                name, measured, f"{published:.2f}+-{pub_se:.2f}", tolerance, passed, seconds
+            )
         )
     return results
