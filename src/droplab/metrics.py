@@ -37,6 +37,8 @@ EPOCH_KEYS = (
     TRAIN_RUNNING_LOSS,
 )
 
+REGRESSION_EPOCH_KEYS = (TRAIN_RMSE, TRAIN_NLL, VAL_RMSE, VAL_NLL)
+
 BEST_EPOCH = "best/epoch"
 BEST_VAL_LOSS = "best/val_loss"
 BEST_VAL_AUPRC = "best/val_auprc"
@@ -58,6 +60,8 @@ SUMMARY_KEYS = (
     FINAL_GAP_LOSS,
     FINAL_VAL_AUPRC,
 )
+
+REGRESSION_SUMMARY_KEYS = (BEST_VAL_RMSE, BEST_VAL_NLL, FINAL_VAL_RMSE)
 
 # Which way is better, for choosing the best epoch and for Optuna study directions.
 MAXIMIZE = "maximize"

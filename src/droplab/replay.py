@@ -211,7 +211,8 @@ def _history_checks(
     client: Any, run_id: str, history: Sequence[Mapping[str, float]], tol: float
 ) -> list[Check]:
     checks = []
-    for key in metrics.EPOCH_KEYS:
+    keys = (*metrics.EPOCH_KEYS, *metrics.REGRESSION_EPOCH_KEYS)
+    for key in [k for k in keys if not history or k in history[0]]:  # a regression: no AUPRC
         logged = metric_history(client, run_id, key)
         replayed = {i + 1: epoch[key] for i, epoch in enumerate(history)}
         steps = sorted(set(logged) | set(replayed))
@@ -232,7 +233,8 @@ def _summary_checks(
     logged: Mapping[str, float], replayed: Mapping[str, float], tol: float
 ) -> list[Check]:
     checks = []
-    for key in metrics.SUMMARY_KEYS:
+    extra = [k for k in metrics.REGRESSION_SUMMARY_KEYS if k in replayed]
+    for key in (*metrics.SUMMARY_KEYS, *extra):
         was, now = logged.get(key), replayed.get(key)
         ok = was is not None and _same(was, now, tol)
         checks.append(Check(key, ok, f"logged {_fmt([was])}, replayed {_fmt([now])}"))
