@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from droplab import metrics
-from droplab.fit.trainer import EpochHook
+
+# fit.trainer.EpochHook, spelled here: progress sits below fit in the layers.
+EpochHook = Callable[[int, Mapping[str, float]], None]
 
 
 def progress_bar(epochs: int, desc: str) -> EpochHook:
