@@ -159,8 +159,9 @@ class LitMLP(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params: Any = self.model.parameters()
-        if self.log_tau is not None:
-            params = [*params, self.log_tau]
+        log_tau = getattr(self, "log_tau", None)  # stack.kernels calls this on a stand-in
+        if log_tau is not None:
+            params = [*params, log_tau]
         c = self.cfg
         if c.optimizer == "sgd":
             return torch.optim.SGD(
