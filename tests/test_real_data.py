@@ -8,12 +8,13 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from droplab import metrics
+from droplab import metrics, tags
 from droplab.cli.main import main
 from droplab.config import DataConfig, load_config
 from droplab.config.identity import config_hash
@@ -218,3 +219,22 @@ def test_verify_quick_passes(capsys: pytest.CaptureFixture[str]) -> None:
     # every check passes on a working pipeline, and each prints its one-line verdict
     assert code == 0, out
     assert out.count(" PASS\n") >= 4 and "all passed" in out
+
+
+@pytest.mark.slow
+def test_tracked_run_logs_encoded_features_and_positive(tmp_path: Path) -> None:
+    frame = _table(200).assign(Class=lambda f: np.where(f.index % 5 == 0, "yes", "no"))
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    runs = tmp_path / "runs"
+    args = [f"data.path={path}", "data.source=csv", f"paths.runs={runs}", "train.epochs=2"]
+    assert main(["train", *args, "model.width=8", "train.threads=1"]) == 0
+    client = mlflow.MlflowClient(f"sqlite:///{runs}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    source = run.inputs.dataset_inputs[0].dataset.source
+    # the MLflow dataset names the encoded features the model saw
+    assert "colour=red" in source and "colour=blue" in source
+    # the chosen positive label is logged with the run
+    assert run.data.tags[tags.DATA_POSITIVE] == "yes"
+    # activations.png still works on encoded data
+    assert "activations.png" in [a.path for a in client.list_artifacts(run.info.run_id)]

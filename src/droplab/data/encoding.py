@@ -86,6 +86,11 @@ def encode_target(name: str, column: pd.Series, cfg: DataConfig) -> Target:
     names = tuple(label_name(c) for c in classes)
     _check_classes(name, names, cfg.task)
     y = y.astype(np.int64).reshape(-1)
+    if cfg.positive is not None and len(names) != 2:
+        raise DataError(
+            f"data.positive={cfg.positive!r} needs a binary target; {name!r} has {len(names)} "
+            "classes"
+        )
     if len(names) == 2 and (cfg.positive is not None or _is_text(column)):
         return _binary(name, y, names, cfg.positive)
     return Target(y, names)
