@@ -210,7 +210,7 @@ def _sklearn_loaders() -> dict[str, Callable[[], Any]]:
     }
 
 
-def _load_sklearn(name: str) -> Table:
+def _load_sklearn(name: str, drop: tuple[str, ...] = ()) -> Table:
     loaders = _sklearn_loaders()
     if name not in loaders:
         raise DataError(
@@ -221,7 +221,8 @@ def _load_sklearn(name: str) -> Table:
     frame = pd.DataFrame(np.asarray(bunch.data, dtype=np.float64), columns=bunch.feature_names)
     # sklearn labels are already 0..K-1; keep them and name them by target_names.
     frame["__target__"] = np.asarray(bunch.target, dtype=np.int64)
-    table = table_from_frame(frame, "__target__", f"sklearn:{name}")
+    # Only data.drop applies: the labels are sklearn's, named by its target_names.
+    table = table_from_frame(frame, "__target__", f"sklearn:{name}", DataConfig(drop=drop))
     return Table(
         table.x,
         table.y,
@@ -269,7 +270,7 @@ def load_table(cfg: DataConfig, seed: int) -> Table:
         classes = tuple(str(k) for k in range(10))
         return Table(x, y, names, classes, table_digest(names, x, y), "mnist1d", fixed_test=test)
     if cfg.source.startswith("sklearn:"):
-        return _load_sklearn(cfg.source.removeprefix("sklearn:"))
+        return _load_sklearn(cfg.source.removeprefix("sklearn:"), cfg.drop)
     if cfg.source == "toy":
         frame = pd.DataFrame(TOY_X, columns=["Amount", "Time"]).assign(Class=TOY_Y)
         return table_from_frame(frame, "Class", "toy(seed article, 5 rows)")
