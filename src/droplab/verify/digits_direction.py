@@ -11,7 +11,9 @@ falls, rate after rate) and the gap at 0.8 is below the gap at 0.0. There is no 
 number: the reference is Srivastava et al. (2014)'s finding, as DESIGN.md states it.
 Quick: rates 0.0 and 0.6, seed 0, 20 epochs; the gap must fall.
 
-Measured (2026-11-29, CPU): see README "Reference checks".
+Measured (2026-11-29, CPU, shared 2 cores): full rho = -1.00, mean final gap 0.228 (p=0),
+0.224 (0.2), 0.221 (0.4), 0.209 (0.6), 0.196 (0.8): PASS, 132 s; quick 0.224 -> 0.201, 9 s.
+The gap falls steadily but modestly at this size: dropout 0.8 removes 14% of it.
 """
 
 from __future__ import annotations
