@@ -24,7 +24,9 @@ There is no published number: the reference is the contract (DESIGN.md section 1
 Quick: width 256, 8 epochs, 2 seeds; the no-dropout gap must be positive and dropout's smaller,
 without a test (two seeds cannot be significant).
 
-Measured (2026-11-29, CPU): see README "Reference checks".
+Measured (2026-11-29, CPU, shared 2 cores): full gap without dropout +0.592 (Holm p = 7e-5),
+with dropout 0.5 +0.252: reduction 0.58 (Holm p = 7e-5), both PASS, 184 s (513 s under
+heavier load); best/gap_loss paired p = 0.6. Quick: gap +0.048, reduction 0.24, 19 s.
 """
 
 from __future__ import annotations
