@@ -18,8 +18,12 @@ CHECKS: dict[str, Check] = {
 }
 
 
+def _echo(line: str) -> None:
+    print(line, flush=True)  # each verdict as it comes, even into a file or a pipe
+
+
 def verify(
-    quick: bool, overrides: Sequence[str] = (), echo: Callable[[str], None] = print
+    quick: bool, overrides: Sequence[str] = (), echo: Callable[[str], None] = _echo
 ) -> list[CheckResult]:
     """Run the checks in order, echoing each result line as it comes.
 
