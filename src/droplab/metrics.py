@@ -19,6 +19,11 @@ VAL_AUROC = "val/auroc"
 GAP_LOSS = "gap/loss"
 GAP_AUPRC = "gap/auprc"
 TRAIN_RUNNING_LOSS = "train_running/loss"
+# Regression targets: RMSE in the target's original units, Gaussian NLL per row (nats).
+TRAIN_RMSE = "train/rmse"
+TRAIN_NLL = "train/nll"
+VAL_RMSE = "val/rmse"
+VAL_NLL = "val/nll"
 
 # Calibration (issue 14), from the same eval-mode pass: ECE over 15 equal-width bins (binary:
 # the positive-class probability; multi-class: the top label) and the Brier score.
@@ -60,6 +65,8 @@ def variance_shift(layer: int) -> str:
     return f"norm/variance_shift_layer{layer}"
 
 
+REGRESSION_EPOCH_KEYS = (TRAIN_RMSE, TRAIN_NLL, VAL_RMSE, VAL_NLL)
+
 BEST_EPOCH = "best/epoch"
 BEST_VAL_LOSS = "best/val_loss"
 BEST_VAL_AUPRC = "best/val_auprc"
@@ -71,6 +78,11 @@ FINAL_VAL_ECE = "final/val_ece"
 TEST_AUPRC = "test/auprc"
 TEST_AUROC = "test/auroc"
 TEST_LOSS = "test/loss"
+TEST_RMSE = "test/rmse"
+TEST_NLL = "test/nll"
+BEST_VAL_RMSE = "best/val_rmse"
+BEST_VAL_NLL = "best/val_nll"
+FINAL_VAL_RMSE = "final/val_rmse"
 
 SUMMARY_KEYS = (
     BEST_EPOCH,
@@ -81,6 +93,8 @@ SUMMARY_KEYS = (
     FINAL_VAL_AUPRC,
 )
 OPTIONAL_SUMMARY_KEYS = (BEST_VAL_ECE, FINAL_VAL_ECE)  # absent from runs logged before them
+
+REGRESSION_SUMMARY_KEYS = (BEST_VAL_RMSE, BEST_VAL_NLL, FINAL_VAL_RMSE)
 
 # Which way is better, for choosing the best epoch and for Optuna study directions.
 MAXIMIZE = "maximize"
@@ -97,8 +111,15 @@ DIRECTIONS: dict[str, str] = {
     FINAL_VAL_AUPRC: MAXIMIZE,
     BEST_VAL_ECE: MINIMIZE,
     FINAL_VAL_ECE: MINIMIZE,
+    VAL_RMSE: MINIMIZE,
+    VAL_NLL: MINIMIZE,
+    BEST_VAL_RMSE: MINIMIZE,
+    BEST_VAL_NLL: MINIMIZE,
+    FINAL_VAL_RMSE: MINIMIZE,
 }
-MONITORS = (VAL_AUPRC, VAL_AUROC, VAL_LOSS)
+# ``auto``: val/auprc for a classification target, val/rmse for a regression one.
+AUTO = "auto"
+MONITORS = (AUTO, VAL_AUPRC, VAL_AUROC, VAL_LOSS, VAL_RMSE, VAL_NLL)
 OBJECTIVES = tuple(k for k in DIRECTIONS if k.startswith(("best/", "final/")))
 
 # The per-epoch metric a pruner sees for each objective, and whether to report its running best
@@ -111,16 +132,37 @@ EPOCH_SOURCE: dict[str, tuple[str, bool]] = {
     FINAL_VAL_AUPRC: (VAL_AUPRC, False),
     BEST_VAL_ECE: (VAL_ECE, False),
     FINAL_VAL_ECE: (VAL_ECE, False),
+    BEST_VAL_RMSE: (VAL_RMSE, True),
+    BEST_VAL_NLL: (VAL_NLL, True),
+    FINAL_VAL_RMSE: (VAL_RMSE, False),
 }
+
+
+def resolve_monitor(monitor: str, record: Mapping[str, float]) -> str:
+    """``auto`` -> ``val/rmse`` when the epoch record is a regression's, else ``val/auprc``."""
+    if monitor != AUTO:
+        return monitor
+    return VAL_RMSE if VAL_RMSE in record else VAL_AUPRC
+
+
+def rmse(pred: Sequence[float], target: Sequence[float]) -> float:
+    """Root mean squared error."""
+    n = len(target)
+    return math.sqrt(sum((p - t) ** 2 for p, t in zip(pred, target, strict=True)) / n)
+
+
+def gaussian_nll(pred: Sequence[float], target: Sequence[float], tau: float) -> float:
+    """Mean negative log-likelihood of ``target`` under N(pred, 1/tau), in nats per row."""
+    sq = sum((p - t) ** 2 for p, t in zip(pred, target, strict=True)) / len(target)
+    return 0.5 * math.log(2 * math.pi) - 0.5 * math.log(tau) + 0.5 * tau * sq
 
 
 def gaps(epoch: Mapping[str, float]) -> dict[str, float]:
     """The gap metrics of one epoch: positive means the model fits training better
     (``gap/ece``: positive means validation is worse calibrated)."""
-    out = {
-        GAP_LOSS: epoch[VAL_LOSS] - epoch[TRAIN_LOSS],
-        GAP_AUPRC: epoch[TRAIN_AUPRC] - epoch[VAL_AUPRC],
-    }
+    out = {GAP_LOSS: epoch[VAL_LOSS] - epoch[TRAIN_LOSS]}
+    if TRAIN_AUPRC in epoch:  # a regression has no AUPRC; its gap is the loss's alone
+        out[GAP_AUPRC] = epoch[TRAIN_AUPRC] - epoch[VAL_AUPRC]
     if VAL_ECE in epoch and TRAIN_ECE in epoch:
         out[GAP_ECE] = epoch[VAL_ECE] - epoch[TRAIN_ECE]
     return out
@@ -145,9 +187,12 @@ def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str,
 
     Returns:
         ``best/*`` at the epoch where ``monitor`` was best, and ``final/*`` at the last epoch.
+        A regression's AUPRC keys are NaN (readers of classification summaries keep working)
+        and it adds ``best/val_rmse``, ``best/val_nll`` and ``final/val_rmse``.
     """
     if not history:
         return {}
+    monitor = resolve_monitor(monitor, history[0])
     best_i = 0
     for i, epoch in enumerate(history):
         if is_better(monitor, epoch[monitor], history[best_i][monitor] if i else None):
@@ -156,15 +201,24 @@ def summarize(history: Sequence[Mapping[str, float]], monitor: str) -> dict[str,
     calibration = (
         {BEST_VAL_ECE: best[VAL_ECE], FINAL_VAL_ECE: last[VAL_ECE]} if VAL_ECE in last else {}
     )
-    return {
+    summary = {
         BEST_EPOCH: float(best_i + 1),
         BEST_VAL_LOSS: best[VAL_LOSS],
-        BEST_VAL_AUPRC: best[VAL_AUPRC],
+        BEST_VAL_AUPRC: best.get(VAL_AUPRC, math.nan),
         BEST_GAP_LOSS: best[GAP_LOSS],
         FINAL_GAP_LOSS: last[GAP_LOSS],
-        FINAL_VAL_AUPRC: last[VAL_AUPRC],
+        FINAL_VAL_AUPRC: last.get(VAL_AUPRC, math.nan),
         **calibration,
     }
+    if VAL_RMSE in best:
+        summary.update(
+            {
+                BEST_VAL_RMSE: best[VAL_RMSE],
+                BEST_VAL_NLL: best[VAL_NLL],
+                FINAL_VAL_RMSE: last[VAL_RMSE],
+            }
+        )
+    return summary
 
 
 def reduction(gap: float, baseline_gap: float) -> float:

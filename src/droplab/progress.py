@@ -21,9 +21,10 @@ def epoch_bar(epochs: int, desc: str) -> EpochHook:
     bar = make_bar(epochs, desc, "epoch", leave=False)
 
     def update(epoch: int, values: Mapping[str, float]) -> None:
+        key = metrics.resolve_monitor(metrics.AUTO, values)  # val/auprc, or val/rmse
         bar.set_postfix(
             {
-                "val_auprc": f"{values[metrics.VAL_AUPRC]:.3f}",
+                key.replace("/", "_"): f"{values[key]:.3f}",
                 "gap_loss": f"{values[metrics.GAP_LOSS]:+.4f}",
             },
             refresh=False,

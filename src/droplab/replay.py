@@ -209,7 +209,9 @@ def _history_checks(
     store: Tracker, run_id: str, history: Sequence[Mapping[str, float]], tol: float
 ) -> list[Check]:
     checks = []
-    for key in (*metrics.EPOCH_KEYS, *metrics.CALIBRATION_KEYS, *metrics.MC_KEYS):
+    keys = [*metrics.EPOCH_KEYS, *metrics.REGRESSION_EPOCH_KEYS]
+    keys += [*metrics.CALIBRATION_KEYS, *metrics.MC_KEYS]
+    for key in [k for k in keys if not history or k in history[0]]:  # a regression: no AUPRC
         logged = store.metric_history(run_id, key)
         if not logged and key not in metrics.EPOCH_KEYS:
             continue  # logged by later versions only: compare what the run logged
@@ -232,7 +234,8 @@ def _summary_checks(
     logged: Mapping[str, float], replayed: Mapping[str, float], tol: float
 ) -> list[Check]:
     checks = []
-    for key in (*metrics.SUMMARY_KEYS, *metrics.OPTIONAL_SUMMARY_KEYS):
+    extra = [k for k in metrics.REGRESSION_SUMMARY_KEYS if k in replayed]
+    for key in (*metrics.SUMMARY_KEYS, *metrics.OPTIONAL_SUMMARY_KEYS, *extra):
         was, now = logged.get(key), replayed.get(key)
         if was is None and key not in metrics.SUMMARY_KEYS:
             continue

@@ -26,10 +26,12 @@ STATE = "droplab.state"
 REASON = "droplab.failure"  # why a run FAILED or was KILLED
 CONFIG_HASH = "droplab.config_hash"
 DATA_DIGEST = "droplab.data_digest"
+DATA_POSITIVE = "droplab.data.positive"  # the binary text label taken as 1 (issue 15)
 GIT_COMMIT = "droplab.git_commit"
 GIT_DIRTY = "droplab.git_dirty"
 PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag
-DATA_SOURCE = "droplab.source"  # the source of a run's dataset input
+DATA_SOURCE = "droplab.source"
+FEATURES = "droplab.features"  # the encoded feature names of a dataset input
 
 # Tags of studies and trials (Optuna's names where MLflow users expect them)
 STUDY_NAME_TAG = "optuna.study_name"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from droplab import tags
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
+from droplab.fit.trainer import check_monitor
 from droplab.progress import epoch_bar
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.runs import RunSpec, TrackedFit, run_fit
@@ -13,6 +14,7 @@ from droplab.tracking.runs import RunSpec, TrackedFit, run_fit
 def train(cfg: Config, progress: bool = False) -> TrackedFit:
     """``droplab train``: one run of kind ``train`` in the experiment's MLflow store."""
     data = prepare(cfg.data, cfg.seed)  # bad data stops here, before any store is created
+    check_monitor(cfg, data)
     for row in cfg.train.predict:
         if len(row) != data.n_features:
             raise ConfigError(

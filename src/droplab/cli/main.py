@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         nargs=argparse.REMAINDER,
         help="[EXP.yaml] [key=value ...] [--diff: only what differs from conf/default.yaml]",
     )
+    verify = sub.add_parser("verify", help="reference checks against published numbers")
+    verify.add_argument("--quick", action="store_true", help="the CI-sized version (~1 min)")
+    verify.add_argument("args", nargs="*", help="key=value overrides for every check")
     data = sub.add_parser("data", help="data utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="export the synthetic fraud table as CSV")
@@ -144,6 +147,15 @@ def _config(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(ns: argparse.Namespace) -> int:
+    from droplab.config.load import load_config
+    from droplab.verify.runner import main as verify
+
+    _, overrides = _split_args(ns.args)
+    load_config(None, overrides)  # a bad override stops here: one line, exit 2
+    return verify(ns.quick, overrides)
+
+
 def _data(ns: argparse.Namespace) -> int:
     from droplab.data.synthetic import export_synthetic
 
@@ -162,6 +174,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _report,
     "ui": _ui,
     "config": _config,
+    "verify": _verify,
     "data": _data,
 }
 

@@ -7,6 +7,7 @@ from droplab.compare.results import ComparisonOutcome
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import storage_source, tracking_source, tracking_uri, ui_hint
 from droplab.config.schema import Config
+from droplab.data.splits import Dataset
 from droplab.fit.trainer import predict_proba
 from droplab.replay import ReplayResult
 from droplab.study.close import StudyOutcome
@@ -20,13 +21,15 @@ def print_train(cfg: Config, tracked: TrackedFit) -> None:
         f"\n{cfg.name}: {len(r.history)} epochs in {r.seconds:.1f}s on {r.device} "
         f"({r.threads} thread{'s' if r.threads > 1 else ''})"
     )
+    monitor = metrics.resolve_monitor(cfg.train.monitor, r.history[0] if r.history else {})
+    data = r.data
     rows = [
-        ("best epoch", f"{s[metrics.BEST_EPOCH]:.0f} (by {cfg.train.monitor})"),
-        ("val AUPRC at best", f"{s[metrics.BEST_VAL_AUPRC]:.4f}"),
+        ("data", f"{data.source}: {data.n_features} features, {_target(data)}"),
+        ("best epoch", f"{s[metrics.BEST_EPOCH]:.0f} (by {monitor})"),
+        *_headline(s),
         ("val loss at best", f"{s[metrics.BEST_VAL_LOSS]:.4f}"),
         ("gap/loss at best", f"{s[metrics.BEST_GAP_LOSS]:+.4f}"),
         ("gap/loss final", f"{s[metrics.FINAL_GAP_LOSS]:+.4f}"),
-        ("val AUPRC final", f"{s[metrics.FINAL_VAL_AUPRC]:.4f}"),
         ("MLflow run", tracked.run_id if cfg.tracking.enabled else "(tracking disabled)"),
         ("MLflow store", store_line(cfg)),
         ("open", ui_hint(cfg)),
@@ -38,6 +41,27 @@ def print_train(cfg: Config, tracked: TrackedFit) -> None:
         print("  predictions (P(class=1) for each input row):")
         for row, probs in zip(cfg.train.predict, predict_proba(r, cfg.train.predict), strict=True):
             print(f"    {list(row)} -> {probs[-1]:.4f}")
+
+
+def _target(data: Dataset) -> str:
+    if data.is_regression:
+        return f"regression (train mean {data.target_mean:.4g}, std {data.target_std:.4g})"
+    if data.positive is not None:  # droplab chose (or matched) the positive text label
+        return f"{data.n_classes} classes, positive = {data.positive!r}"
+    return f"{data.n_classes} classes"
+
+
+def _headline(s: dict[str, float]) -> list[tuple[str, str]]:
+    if metrics.BEST_VAL_RMSE in s:
+        return [
+            ("val RMSE at best", f"{s[metrics.BEST_VAL_RMSE]:.4f}"),
+            ("val NLL at best", f"{s[metrics.BEST_VAL_NLL]:.4f}"),
+            ("val RMSE final", f"{s[metrics.FINAL_VAL_RMSE]:.4f}"),
+        ]
+    return [
+        ("val AUPRC at best", f"{s[metrics.BEST_VAL_AUPRC]:.4f}"),
+        ("val AUPRC final", f"{s[metrics.FINAL_VAL_AUPRC]:.4f}"),
+    ]
 
 
 def print_study(cfg: Config, outcome: StudyOutcome) -> None:

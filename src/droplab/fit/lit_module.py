@@ -25,7 +25,7 @@ from droplab import metrics
 from droplab.config.schema import Config, TrainConfig
 from droplab.fit import calibration, regularizers
 from droplab.fit.model import MLP
-from droplab.fit.scoring import score, score_probs
+from droplab.fit.scoring import regression_scores, score, score_probs
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -62,6 +62,7 @@ class LitMLP(pl.LightningModule):
         val: ``(x, y)`` of the validation split.
         pos_weight: weight of positives in ``BCEWithLogitsLoss`` (binary only).
         extras: dropout schedule, max-norm and MC dropout (default: none of them).
+        target_std: a regression's target scale (``n_classes == 0``): metrics in its units.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class LitMLP(pl.LightningModule):
         val: tuple[torch.Tensor, torch.Tensor],
         pos_weight: float | None = None,
         extras: Extras | None = None,
+        target_std: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the mini-batch loop is training_step's
@@ -83,6 +85,11 @@ class LitMLP(pl.LightningModule):
         self.pos_weight = None if pos_weight is None else torch.tensor(pos_weight)
         self.extras = extras or Extras()
         self.history: list[dict[str, float]] = []
+        self.target_std = target_std
+        # Gaussian NLL with no fixed train.tau learns one noise precision (homoscedastic).
+        learned = n_classes == 0 and train_cfg.loss == "gaussian_nll" and train_cfg.tau is None
+        self.log_tau = torch.nn.Parameter(torch.zeros(())) if learned else None
+        self._train_mse = 1.0
         self._running_sum = torch.zeros(())
         self._running_count = 0
 
@@ -90,12 +97,15 @@ class LitMLP(pl.LightningModule):
         return self.model(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-        """``BCEWithLogitsLoss`` (one logit) or cross-entropy (K classes), mean over rows.
+        """``BCEWithLogitsLoss`` (one logit), cross-entropy (K classes), or for a regression
+        MSE / Gaussian NLL on the standardised target; mean over rows.
 
         ``smoothing`` (training only: eval losses stay plain so the gap compares like with
         like) moves binary targets to ``y (1 - e) + e / 2`` and uses cross-entropy's own
         ``label_smoothing`` for several classes.
         """
+        if self.n_classes == 0:
+            return self.regression_loss(logits.squeeze(-1), y)
         if self.n_classes == 2:
             weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
             target = y.to(logits.dtype)
@@ -105,6 +115,30 @@ class LitMLP(pl.LightningModule):
                 logits.squeeze(-1), target, pos_weight=weight
             )
         return F.cross_entropy(logits, y, label_smoothing=smoothing)
+
+    def regression_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """MSE, or the Gaussian NLL ``(log 2pi - log tau + tau (y - pred)^2) / 2``."""
+        if self.cfg.loss == "mse":
+            return F.mse_loss(pred, y)
+        log_tau = self.log_tau if self.log_tau is not None else torch.tensor(self.fixed_log_tau)
+        log_tau = log_tau.to(pred.device)
+        sq = (pred - y) ** 2
+        return 0.5 * (math.log(2 * math.pi) - log_tau + log_tau.exp() * sq).mean()
+
+    @property
+    def fixed_log_tau(self) -> float:
+        """``train.tau`` (in the target's units) as a log precision in standardised units."""
+        assert self.cfg.tau is not None
+        return math.log(self.cfg.tau * self.target_std**2)
+
+    def noise_precision(self) -> float:
+        """Tau of the ``*/nll`` metrics, standardised units: learned, fixed, or (MSE loss)
+        the maximum-likelihood one of the training split in eval mode, ``1 / mse``."""
+        if self.log_tau is not None:
+            return float(self.log_tau.detach().exp())
+        if self.cfg.tau is not None:
+            return math.exp(self.fixed_log_tau)
+        return 1.0 / max(self._train_mse, 1e-12)
 
     def training_step(self, batch: Iterable[tuple[torch.Tensor, torch.Tensor]], _: int) -> None:
         """One epoch of mini-batches: forward, backward, optimizer step for each."""
@@ -168,7 +202,13 @@ class LitMLP(pl.LightningModule):
         with regularizers.VarianceShift(self.model) as shift:
             logits = torch.cat([self.model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
         self.model.train(was_training)
-        scores = score(logits, y, self.n_classes)
+        if self.n_classes == 0:
+            pred = logits.squeeze(-1)
+            if split == "train":
+                self._train_mse = float(torch.mean((pred - y) ** 2))
+            scores = regression_scores(pred, y, self.noise_precision(), self.target_std)
+        else:
+            scores = score(logits, y, self.n_classes)
         scores["loss"] = float(self.loss(logits, y))
         out = {f"{split}/{name}": value for name, value in scores.items()}
         if split == "val":
@@ -191,7 +231,9 @@ class LitMLP(pl.LightningModule):
         }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.model.parameters(), self.cfg)
+        # Gaussian NLL learns its noise precision with the weights.
+        tau = [self.log_tau] if self.log_tau is not None else []
+        return build_optimizer([*self.model.parameters(), *tau], self.cfg)
 
 
 def build_optimizer(params: Iterable[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:

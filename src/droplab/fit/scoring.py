@@ -52,6 +52,23 @@ def score_probs(probs: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[st
 
 
 @torch.no_grad()
+def regression_scores(
+    pred: torch.Tensor, y: torch.Tensor, tau: float, target_std: float = 1.0
+) -> dict[str, float]:
+    """RMSE and Gaussian NLL (per row, nats) in the target's original units.
+
+    ``pred`` and ``y`` are standardised (``(value - mean) / target_std``); ``tau`` is the
+    noise precision in those units. Undoing the scaling multiplies errors by ``target_std``
+    and adds ``log(target_std)`` to the NLL (the density's change of variables).
+    """
+    if not torch.isfinite(pred).all():
+        return {"rmse": math.nan, "nll": math.nan}
+    mse = float(torch.mean((pred.double() - y.double()) ** 2))
+    nll = 0.5 * math.log(2 * math.pi) - 0.5 * math.log(tau) + 0.5 * tau * mse
+    return {"rmse": math.sqrt(mse) * target_std, "nll": nll + math.log(target_std)}
+
+
+@torch.no_grad()
 def binary_scores(probs: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
     """``(average precision, AUROC)`` of probabilities in [0, 1] against 0/1 labels.
 

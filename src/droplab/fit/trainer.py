@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from droplab import interrupts, metrics
-from droplab.config.schema import Config
+from droplab.config.schema import Config, ConfigError
 from droplab.data.batches import Batches
 from droplab.data.splits import Dataset, prepare
 from droplab.fit.lit_module import Extras, LitMLP
@@ -96,7 +96,7 @@ def positive_weight(cfg: Config, data: Dataset) -> float | None:
 
 def build_model(cfg: Config, data: Dataset) -> MLP:
     m = cfg.model
-    n_outputs = 1 if data.n_classes == 2 else data.n_classes
+    n_outputs = 1 if data.n_classes in (0, 2) else data.n_classes  # 0: a regression
     return MLP(
         data.n_features,
         n_outputs,
@@ -135,6 +135,7 @@ def fit(
     configure_threads(threads)
     device = resolve_device(cfg.train.device)
     data = (data or prepare(cfg.data, cfg.seed)).to(device)
+    check_monitor(cfg, data)
     seed_all(cfg.seed, cfg.train.deterministic)
     module = LitMLP(
         build_model(cfg, data),
@@ -144,6 +145,7 @@ def fit(
         val=(data.x_val, data.y_val),
         pos_weight=positive_weight(cfg, data),
         extras=Extras.of(cfg),
+        target_std=data.target_std,
     )
     start = time.perf_counter()
     best_state: dict[str, torch.Tensor] = {}
@@ -170,6 +172,21 @@ def fit(
         seconds=time.perf_counter() - start,
         best_state=best_state,
     )
+
+
+def check_monitor(cfg: Config, data: Dataset) -> None:
+    """A regression has no AUPRC/AUROC to monitor, a classification no RMSE/NLL."""
+    regression_keys = (metrics.VAL_RMSE, metrics.VAL_NLL)
+    monitor = cfg.train.monitor
+    if monitor not in (metrics.AUTO, metrics.VAL_LOSS) and (
+        (monitor in regression_keys) != data.is_regression
+    ):
+        task = "regression" if data.is_regression else "classification"
+        raise ConfigError(
+            f"train.monitor={monitor!r} is not allowed for a {task} target; allowed: auto, "
+            + ", ".join((*regression_keys, metrics.VAL_LOSS) if data.is_regression else
+                        (metrics.VAL_AUPRC, metrics.VAL_AUROC, metrics.VAL_LOSS))
+        )  # fmt: skip
 
 
 class _Epochs:
@@ -239,8 +256,9 @@ def keep_best(module: LitMLP, monitor: str, best: dict[str, torch.Tensor]) -> Ep
     score: list[float] = []
 
     def keep(_: int, values: Mapping[str, float]) -> None:
-        if metrics.is_better(monitor, values[monitor], score[-1] if score else None):
-            score.append(values[monitor])
+        key = metrics.resolve_monitor(monitor, values)
+        if metrics.is_better(key, values[key], score[-1] if score else None):
+            score.append(values[key])
             best.update(
                 {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
             )
@@ -266,6 +284,9 @@ def predict_proba(result: FitResult, rows: Sequence[Sequence[float]]) -> list[li
     std = torch.as_tensor(result.data.scale_std, dtype=torch.float32)
     with torch.no_grad():
         logits = result.model.eval()((x - mean) / std)
+    if result.data.is_regression:  # the prediction, in the target's units
+        d = result.data
+        return [[float(v) * d.target_std + d.target_mean] for v in logits.squeeze(-1)]
     if result.data.n_classes == 2:
         p = torch.sigmoid(logits.squeeze(-1))
         return [[float(1 - v), float(v)] for v in p]

@@ -151,6 +151,18 @@ def evaluate_best_on_test(
 def _evaluate_test(cfg: Config, model: MLP, data: Dataset) -> dict[str, float]:
     model.eval()
     x, y, chunk = data.x_test, data.y_test, cfg.train.eval_batch_size
+    if data.is_regression:
+        # The test split in the place of val; an MSE fit's noise precision is the train split's.
+        # (A learned Gaussian precision is not saved with the weights: tau is then 1.)
+        train = (data.x_train, data.y_train)
+        lit = LitMLP(model, 0, cfg.train, train, (x, y), target_std=data.target_std)
+        lit.evaluate("train")
+        got = lit.evaluate("val")
+        return {
+            metrics.TEST_RMSE: got[metrics.VAL_RMSE],
+            metrics.TEST_NLL: got[metrics.VAL_NLL],
+            metrics.TEST_LOSS: got[metrics.VAL_LOSS],
+        }
     logits = torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
     # LitMLP.loss is the training loss itself (BCE with logits + pos_weight, or cross-entropy).
     module = LitMLP(model, data.n_classes, cfg.train, (x, y), (x, y), positive_weight(cfg, data))

@@ -21,6 +21,7 @@ from droplab.config.identity import mask_secrets
 from droplab.config.paths import study_name
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
+from droplab.fit.trainer import check_monitor
 from droplab.study import space, storage
 from droplab.study.close import StudyOutcome, summarize_study
 from droplab.study.trial import WorkerSpec, run_closer
@@ -36,6 +37,7 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     start = time.perf_counter()
     url = storage.check_storage(cfg)
     data = prepare(cfg.data, cfg.seed)  # bad data: exit 2 before any study or run exists
+    check_monitor(cfg, data)
     storage.probe(url)  # an unreachable storage too, before the MLflow store is created
     tracker = make_tracker(cfg)  # and an unreachable tracking server
     study = open_study(cfg, url)

@@ -48,12 +48,15 @@ def git_state() -> tuple[str, bool]:
 def run_tags(cfg: Config, data: Dataset) -> dict[str, str]:
     """Tags that identify what a run computed and from which code."""
     commit, dirty = git_state()
-    return {
+    out = {
         tags.CONFIG_HASH: config_hash(cfg),
         tags.DATA_DIGEST: data.digest,
         tags.GIT_COMMIT: commit,
         tags.GIT_DIRTY: str(dirty).lower(),
     }
+    if data.positive is not None:
+        out[tags.DATA_POSITIVE] = data.positive
+    return out
 
 
 def run_params(cfg: Config) -> dict[str, Any]:

@@ -245,7 +245,9 @@ class MlflowTracker(Tracker):
 
         # An explicit source: MLflow refuses a source string whose scheme it does not know
         # (``sklearn:digits``, ``csv:/path``). The digest is ours (over the raw table).
-        source = CodeDatasetSource({tags.DATA_SOURCE: data.source})
+        # The encoded feature names (``col=value``, ``col_missing``) say what the model saw.
+        names = ",".join(data.feature_names)
+        source = CodeDatasetSource({tags.DATA_SOURCE: data.source, tags.FEATURES: names})
         x, y = data.x_train.cpu().numpy()[:0], data.y_train.cpu().numpy()[:0]
         dataset = from_numpy(
             x, targets=y, source=source, name=data.source, digest=data.digest[:32]

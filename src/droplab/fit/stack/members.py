@@ -143,7 +143,9 @@ def worth_stacking(cfg: Config) -> bool:
     on_cpu = cfg.train.device == "cpu" or (
         cfg.train.device == "auto" and not torch.cuda.is_available()
     )
-    return on_cpu and cfg.model.width <= STACK_MAX_WIDTH
+    # A learned Gaussian precision is a parameter outside the stacked network: fit alone.
+    learned_tau = cfg.train.loss == "gaussian_nll" and cfg.train.tau is None
+    return on_cpu and cfg.model.width <= STACK_MAX_WIDTH and not learned_tau
 
 
 @dataclass
@@ -176,6 +178,7 @@ def _member(cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.d
         train=(data.x_train, data.y_train),
         val=(data.x_val, data.y_val),
         pos_weight=positive_weight(cfg, data),
+        target_std=data.target_std,
     )
     batches = Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed)
     for _ in range(_LIGHTNING_CHECK_ITERS):

@@ -1,0 +1,1 @@
+"""``droplab verify``: reference checks of the whole pipeline against published numbers."""
