@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -43,7 +42,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_package_sources_load_offline_and_deterministically(offline: None) -> None:
-    caravan, boston, mnist = (load_table(c, 0) for c in (CARAVAN, BOSTON, DataConfig("mnist1d")))
+    caravan, boston, mnist = (
+        load_table(c, 0) for c in (CARAVAN, BOSTON, DataConfig(source="mnist1d"))
+    )
     # Caravan: 5,822 customers, 85 features (R's rownames dropped), ~6% buyers as label 1
     assert caravan.x.shape == (5822, 85) and caravan.class_names == ("No", "Yes")
     assert 0.05 < caravan.y.mean() < 0.07
@@ -53,7 +54,7 @@ def test_package_sources_load_offline_and_deterministically(offline: None) -> No
     assert mnist.x.shape == (5000, 40) and mnist.fixed_test is not None
     assert len(mnist.fixed_test) == 1000 and set(np.unique(mnist.y)) == set(range(10))
     # loading again gives the same rows: the same digest
-    assert [load_table(c, 1).digest for c in (CARAVAN, BOSTON, DataConfig("mnist1d"))] == [
+    assert [load_table(c, 1).digest for c in (CARAVAN, BOSTON, DataConfig(source="mnist1d"))] == [
         caravan.digest,
         boston.digest,
         mnist.digest,
@@ -62,12 +63,12 @@ def test_package_sources_load_offline_and_deterministically(offline: None) -> No
     np.random.seed(7)
     expected = np.random.rand()
     np.random.seed(7)
-    load_table(DataConfig("mnist1d"), 0)
+    load_table(DataConfig(source="mnist1d"), 0)
     assert np.random.rand() == expected
 
 
 def test_mnist1d_test_split_is_the_packages_own() -> None:
-    cfg = DataConfig("mnist1d", val_fraction=0.05)
+    cfg = DataConfig(source="mnist1d", val_fraction=0.05)
     table = load_table(cfg, 0)
     train, val, test = split_indices(table, cfg, seed=0)
     # the test split is exactly the package's 1,000 test signals; val is 5% of all rows
@@ -135,7 +136,10 @@ def test_prepare_encodes_after_the_split(tmp_path: Path) -> None:
     # the raw table's digest is stable across loads
     assert data.digest == prepare(cfg, seed=0).digest
     # dropping the text column leaves the numbers (and their indicator)
-    assert prepare(replace(cfg, drop=("colour",)), 0).feature_names == ("num", "num_missing")
+    assert prepare(cfg.model_copy(update=dict(drop=("colour",))), 0).feature_names == (
+        "num",
+        "num_missing",
+    )
 
 
 def test_text_target_positive_is_the_minority_unless_named(tmp_path: Path) -> None:
@@ -148,13 +152,13 @@ def test_text_target_positive_is_the_minority_unless_named(tmp_path: Path) -> No
     assert table.positive == "yes" and table.class_names == ("no", "yes")
     assert int(table.y.sum()) == 12
     # data.positive names it explicitly; here the majority
-    named = load_table(replace(cfg, positive="no"), 0)
+    named = load_table(cfg.model_copy(update=dict(positive="no")), 0)
     assert named.class_names == ("yes", "no") and int(named.y.sum()) == 48
     # YAML reads a bare Yes as true; it still means the label "yes"
-    assert load_table(replace(cfg, positive=True), 0).positive == "yes"
+    assert load_table(cfg.model_copy(update=dict(positive=True)), 0).positive == "yes"
     # a label the target does not have is refused, listing the labels
     with pytest.raises(DataError, match="data.positive='maybe'.*no, yes"):
-        load_table(replace(cfg, positive="maybe"), 0)
+        load_table(cfg.model_copy(update=dict(positive="maybe")), 0)
 
 
 def test_regression_scores_on_hand_computed_values() -> None:
@@ -171,7 +175,7 @@ def test_regression_scores_on_hand_computed_values() -> None:
 
 
 def test_gaussian_nll_loss_on_a_known_case() -> None:
-    train_cfg = replace(load_config().train, loss="gaussian_nll", tau=4.0)
+    train_cfg = load_config().train.model_copy(update=dict(loss="gaussian_nll", tau=4.0))
     empty = (torch.zeros(0, 1), torch.zeros(0))
     lit = LitMLP(MLP(1, 1, 2, 1), 0, train_cfg, empty, empty, target_std=0.5)
     loss = lit.loss(torch.zeros(2, 1), torch.ones(2))
