@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +85,9 @@ class Tracker:
 
     def log_dict(self, run_id: str, content: dict[str, Any], filename: str) -> None: ...
 
-    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None: ...
+    def log_model(
+        self, run_id: str, model: MLP, example: torch.Tensor, shown_on: Sequence[str] = ()
+    ) -> None: ...
 
     def reopen(self, run_id: str) -> None: ...
 
@@ -154,15 +156,21 @@ class MlflowTracker(Tracker):
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        try:
-            return str(self.client.create_experiment(name, artifact_location=artifact_location))
-        except MlflowException:  # another worker created it first
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return str(found.experiment_id)
+        if found is None:
+            try:
+                found_id = self.client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException:  # another worker created it first
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+            else:
+                found = self.client.get_experiment(found_id)
+        # Model development: MLflow 3's UI then opens the experiment on its runs, not GenAI.
+        if found.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_DEVELOPMENT:
+            self.client.set_experiment_tag(
+                found.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_DEVELOPMENT
+            )
+        return str(found.experiment_id)
 
     def start(
         self,
@@ -260,9 +268,15 @@ class MlflowTracker(Tracker):
                 raise
             self.client.log_inputs(run_id, datasets=inputs)
 
-    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None:
+    def log_model(
+        self, run_id: str, model: MLP, example: torch.Tensor, shown_on: Sequence[str] = ()
+    ) -> None:
+        """An MLflow 3 LoggedModel whose source is ``run_id``: its params and its step-0
+        (summary) metrics are linked to the model; ``shown_on`` runs list it as an output too.
+        The run keeps its status: no ``start_run``, which would reopen (and then end) it."""
         import mlflow
         import mlflow.pytorch
+        from mlflow.entities import LoggedModelOutput
         from mlflow.models import infer_signature
 
         model = model.cpu().eval()
@@ -270,17 +284,27 @@ class MlflowTracker(Tracker):
             logits = model(example).numpy()
         signature = infer_signature(example.numpy(), logits)
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(run_id=run_id):
-            # Naming the requirement skips MLflow's slow inference of the environment.
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example.numpy(),
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
-        # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
-        self.client.update_run(run_id, status=tags.RUNNING)
+        # Created here, in the run's experiment (MLflow would put it in the active one).
+        run = self.client.get_run(run_id)
+        logged = self.client.create_logged_model(
+            run.info.experiment_id,
+            name="model",
+            source_run_id=run_id,
+            params=dict(run.data.params),
+            model_type="pytorch",
+        )
+        # Naming the requirement skips MLflow's slow inference of the environment.
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            run_id=run_id,
+            model_id=logged.model_id,
+            signature=signature,
+            input_example=example.numpy(),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+        for other in shown_on:
+            self.client.log_outputs(other, [LoggedModelOutput(logged.model_id, step=0)])
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status=tags.RUNNING)
