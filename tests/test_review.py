@@ -16,6 +16,7 @@ from optuna_dashboard import get_note
 
 from droplab import metrics, progress, tags
 from droplab.config import Config, tracking_uri
+from droplab.optuna_compat import storage_of
 from droplab.study import dashboard
 from droplab.study.report import write_report
 from droplab.study.run import run
@@ -28,7 +29,8 @@ PLOT_DATA = "dashboard:plot_data:"  # optuna-dashboard's study system attribute 
 
 def figures(study: optuna.Study) -> dict[str, dict[str, object]]:
     """The custom figures as optuna-dashboard stores them: a plotly JSON split in chunks."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    storage = storage_of(study)
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name(study.study_name))
     out = {}
     for graph_id in (dashboard.CURVES_ID, dashboard.GAP_ID):
         prefix = f"{PLOT_DATA}{graph_id}:"

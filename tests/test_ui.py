@@ -340,6 +340,41 @@ def test_optuna_dashboard_shows_the_study(served: Served, browser: Any, tmp_path
     assert f"droplab.run_id {served.trials[0].info.run_id}" in page
 
 
+@pytest.mark.slow
+def test_optuna_dashboard_shows_the_note_and_figures(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    visit(browser, served.urls[ui.DASHBOARD])
+    title = "Best trials and dropout-0 controls: train vs val"
+    page = wait_for(browser, "Best configuration", "Gap reduction against dropout 0", title)
+    # the note is the report's findings and says where the whole report is
+    assert "report.html" in page
+    # the objective carries its name, not "Objective 0"
+    assert "best/val_auprc" in page
+    from selenium.webdriver.common.by import By
+
+    figure = browser.find_elements(By.XPATH, f"//*[name()='text'][contains(., '{title}')]")
+    # the curves figure is drawn (plotly SVG), visible on the study page
+    assert figure and figure[0].is_displayed()
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure[0])
+    time.sleep(1.0)
+    shoot(browser, tmp_path, "optuna_dashboard_note.png")
+
+
+@pytest.mark.slow
+def test_mlflow_parent_run_shows_the_findings(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    mlflow_view(browser, served)
+    base = served.urls[ui.MLFLOW].split("#")[0]
+    parent = served.parent.info.run_id
+    visit(browser, f"{base}#/experiments/{served.experiment_id}/runs/{parent}")
+    page = wait_for(browser, served.parent.info.run_name, "Best configuration")
+    # the parent run's description is the findings table
+    assert "Gap reduction against dropout 0" in page
+    shoot(browser, tmp_path, "mlflow_parent_description.png")
+
+
 # ---------------------------------------------------------------- serve(): the command
 
 

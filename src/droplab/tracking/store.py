@@ -25,6 +25,7 @@ from droplab import tags
 from droplab.config.identity import mask_secrets
 from droplab.data.splits import Dataset
 from droplab.fit.model import MLP
+from droplab.tracking.models import log_logged_model
 
 _DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|IntegrityError", re.I)
 
@@ -271,40 +272,8 @@ class MlflowTracker(Tracker):
     def log_model(
         self, run_id: str, model: MLP, example: torch.Tensor, shown_on: Sequence[str] = ()
     ) -> None:
-        """An MLflow 3 LoggedModel whose source is ``run_id``: its params and its step-0
-        (summary) metrics are linked to the model; ``shown_on`` runs list it as an output too.
-        The run keeps its status: no ``start_run``, which would reopen (and then end) it."""
-        import mlflow
-        import mlflow.pytorch
-        from mlflow.entities import LoggedModelOutput
-        from mlflow.models import infer_signature
-
-        model = model.cpu().eval()
-        with torch.no_grad():
-            logits = model(example).numpy()
-        signature = infer_signature(example.numpy(), logits)
-        mlflow.set_tracking_uri(self.uri)
-        # Created here, in the run's experiment (MLflow would put it in the active one).
-        run = self.client.get_run(run_id)
-        logged = self.client.create_logged_model(
-            run.info.experiment_id,
-            name="model",
-            source_run_id=run_id,
-            params=dict(run.data.params),
-            model_type="pytorch",
-        )
-        # Naming the requirement skips MLflow's slow inference of the environment.
-        mlflow.pytorch.log_model(
-            model,
-            name="model",
-            run_id=run_id,
-            model_id=logged.model_id,
-            signature=signature,
-            input_example=example.numpy(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-        for other in shown_on:
-            self.client.log_outputs(other, [LoggedModelOutput(logged.model_id, step=0)])
+        """An MLflow 3 LoggedModel from ``run_id``, shown on the ``shown_on`` runs too."""
+        log_logged_model(self.client, self.uri, run_id, model, example, shown_on)
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status=tags.RUNNING)
