@@ -278,11 +278,7 @@ def test_mlflow_ui_shows_the_study_hierarchy(served: Served, browser: Any, tmp_p
     # the study is one parent row; its trials are nested under it, hidden until expanded
     assert not any(name in page for name in names)
     expand(browser, served.parent.info.run_name)
-    page = wait_for(browser, *names)
-    ranked = sorted(served.trials, key=lambda r: -r.data.metrics["final/gap_loss"])
-    rows = [page.index(r.info.run_name) for r in ranked]
-    # the printed link sorts the trials by the gap after the last epoch, largest first
-    assert rows == sorted(rows), [r.info.run_name for r in ranked]
+    wait_for(browser, *names)
     widen_run_names(browser)
     shoot(browser, tmp_path, "mlflow_runs.png")
     # trial runs are named for what they are: number, dropout p and width w

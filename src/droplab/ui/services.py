@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from droplab import interrupts, metrics
+from droplab import interrupts
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import (
     artifact_root,
@@ -62,16 +62,10 @@ _MLFLOW_ENV = {
 
 
 # The MLflow UI opens on its GenAI overview unless told that this is model training.
-# The run list (not the GenAI overview), most overfitting first: sorted by the gap after the
-# last epoch, the study's trials keep their place under its parent run. MLflow keeps selected
-# columns and expanded rows in the browser, not in the URL: docs/ui.md says how to set them.
-_TRAINING_VIEW = "runs?" + urllib.parse.urlencode(
-    {
-        "workflowType": "machine_learning",
-        "orderByKey": f"metrics.`{metrics.FINAL_GAP_LOSS}`",
-        "orderByAsc": "false",
-    }
-)
+# The run list, not the GenAI overview, in MLflow's own order: a link sorted by a metric
+# (orderByKey=metrics.`final/gap_loss`) shows the trials as rows of their own, not under it.
+# Selected columns and expanded rows live in the browser: docs/ui.md says how to set them.
+_TRAINING_VIEW = "runs?workflowType=machine_learning"
 
 
 def serve(
