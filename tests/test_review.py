@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import optuna
 import pytest
 from optuna_dashboard import get_note
 
 from droplab import metrics, progress, tags
-from droplab.config import Config, tracking_uri
+from droplab.config import Config
 from droplab.optuna_compat import storage_of
 from droplab.study import dashboard
 from droplab.study.report import write_report
@@ -95,10 +94,8 @@ def test_mlflow_shows_the_findings_and_the_best_model(finished: Config) -> None:
     description = parent.data.tags[tags.RUN_NOTE]
     assert "## Best configuration" in description and "| " in description
     best = load(finished).best_trial
-    mlflow.set_tracking_uri(tracking_uri(finished))
-    models = mlflow.search_logged_models(
-        experiment_ids=[experiment.experiment_id], output_format="list"
-    )
+    # (the client's search_logged_models: mlflow.set_tracking_uri would leak into later tests)
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     # one LoggedModel, from the best trial's run, with its params and summary metrics
     assert len(models) == 1
     model = models[0]
