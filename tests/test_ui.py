@@ -331,8 +331,10 @@ def test_optuna_dashboard_shows_the_study(served: Served, browser: Any, tmp_path
     # the printed URL points at this study, not at the list of studies
     assert "/dashboard/studies/" in url
     visit(browser, url)
-    wait_for(browser, f"{served.cfg.study.name or served.cfg.name} (id=", "History")
+    page = wait_for(browser, f"{served.cfg.study.name or served.cfg.name} (id=", "History")
     shoot(browser, tmp_path, "optuna_dashboard_study.png")
+    # the objective carries its name, not "Objective 0"
+    assert "best/val_auprc" in page and "Objective 0" not in page
     visit(browser, url + "/trials")
     numbers = [f"Trial {i}" for i in range(served.cfg.study.n_trials)]
     page = wait_for(browser, *numbers, "Complete")
