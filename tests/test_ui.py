@@ -322,6 +322,22 @@ def test_mlflow_ui_shows_the_parent_artifacts(
     shoot(browser, tmp_path, "mlflow_parent_artifacts.png")
 
 
+@pytest.mark.slow
+def test_mlflow_models_tab_shows_the_best_model(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    mlflow_view(browser, served)
+    base = served.urls[ui.MLFLOW].split("#")[0]
+    models = served.client.search_logged_models(experiment_ids=[served.experiment_id])
+    assert len(models) == 1
+    source = next(r for r in served.trials if r.info.run_id == models[0].source_run_id)
+    visit(browser, f"{base}#/experiments/{served.experiment_id}/models")
+    page = wait_for(browser, models[0].name, source.info.run_name)
+    # the best model is listed with the trial run it came from and that trial's metrics
+    assert "best/epoch" in page and "best/val_loss" in page
+    shoot(browser, tmp_path, "mlflow_logged_model.png")
+
+
 # ---------------------------------------------------------------- optuna-dashboard
 
 
