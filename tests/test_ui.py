@@ -322,6 +322,22 @@ def test_mlflow_ui_shows_the_parent_artifacts(
     shoot(browser, tmp_path, "mlflow_parent_artifacts.png")
 
 
+@pytest.mark.slow
+def test_mlflow_models_tab_shows_the_best_model(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    mlflow_view(browser, served)
+    base = served.urls[ui.MLFLOW].split("#")[0]
+    models = served.client.search_logged_models(experiment_ids=[served.experiment_id])
+    assert len(models) == 1
+    source = next(r for r in served.trials if r.info.run_id == models[0].source_run_id)
+    visit(browser, f"{base}#/experiments/{served.experiment_id}/models")
+    page = wait_for(browser, models[0].name, source.info.run_name)
+    # the best model is listed with the trial run it came from and that trial's metrics
+    assert "best/epoch" in page and "best/val_loss" in page
+    shoot(browser, tmp_path, "mlflow_logged_model.png")
+
+
 # ---------------------------------------------------------------- optuna-dashboard
 
 
@@ -331,13 +347,57 @@ def test_optuna_dashboard_shows_the_study(served: Served, browser: Any, tmp_path
     # the printed URL points at this study, not at the list of studies
     assert "/dashboard/studies/" in url
     visit(browser, url)
-    wait_for(browser, f"{served.cfg.study.name or served.cfg.name} (id=", "History")
+    page = wait_for(browser, f"{served.cfg.study.name or served.cfg.name} (id=", "History")
     shoot(browser, tmp_path, "optuna_dashboard_study.png")
+    # the objective carries its name, not "Objective 0"
+    assert "best/val_auprc" in page and "Objective 0" not in page
     visit(browser, url + "/trials")
     numbers = [f"Trial {i}" for i in range(served.cfg.study.n_trials)]
     page = wait_for(browser, *numbers, "Complete")
     # the selected trial shows its MLflow run id: the way back to its curves
     assert f"droplab.run_id {served.trials[0].info.run_id}" in page
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_shows_the_note_and_figures(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    url = served.urls[ui.DASHBOARD]
+    visit(browser, url)
+    title = "Best trials and dropout-0 controls: train vs val"
+    page = wait_for(browser, title, "Gap after the last epoch against dropout")
+    figure = browser.find_elements(By.XPATH, f"//*[name()='text'][contains(., '{title}')]")
+    # the curves figure is drawn (plotly SVG) and visible on the study page
+    assert figure and figure[0].is_displayed()
+    # it holds the best trial's curves and a dropout-0 control's
+    assert " p=0.00 " in page and " gap" in page
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", figure[0])
+    browser.execute_script("window.scrollBy(0, -120)")  # the figure's title, under the app bar
+    time.sleep(1.0)
+    shoot(browser, tmp_path, "optuna_dashboard_figures.png")
+    visit(browser, url + "/note")
+    page = wait_for(browser, "Best configuration", "Gap reduction against dropout 0")
+    # the study's note is the report's findings and says where the whole report is
+    assert "report.html" in page
+    shoot(browser, tmp_path, "optuna_dashboard_note.png")
+
+
+@pytest.mark.slow
+def test_mlflow_parent_run_shows_the_findings(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    mlflow_view(browser, served)
+    base = served.urls[ui.MLFLOW].split("#")[0]
+    parent = served.parent.info.run_id
+    visit(browser, f"{base}#/experiments/{served.experiment_id}/runs/{parent}")
+    wait_for(browser, served.parent.info.run_name, "droplab report: study", "Show more")
+    open_artifact(browser, "Show more")  # MLflow folds a long description
+    page = wait_for(browser, "Gap reduction against dropout 0", "setting or metric")
+    # the parent run's description (its run page) is the report's findings, tables included
+    assert "Best configuration" in page and "final/gap_loss" in page
+    shoot(browser, tmp_path, "mlflow_parent_description.png")
 
 
 # ---------------------------------------------------------------- serve(): the command

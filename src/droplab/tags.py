@@ -30,8 +30,13 @@ DATA_POSITIVE = "droplab.data.positive"  # the binary text label taken as 1 (iss
 GIT_COMMIT = "droplab.git_commit"
 GIT_DIRTY = "droplab.git_dirty"
 PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag
-DATA_SOURCE = "droplab.source"
+DATA_SOURCE = "droplab.source"  # the source of a run's dataset input
 FEATURES = "droplab.features"  # the encoded feature names of a dataset input
+RUN_NOTE = "mlflow.note.content"  # a run's description on its MLflow page (Markdown)
+
+# MLflow experiment tag: model development, so the UI opens on the run list, not GenAI
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 
 # Tags of studies and trials (Optuna's names where MLflow users expect them)
 STUDY_NAME_TAG = "optuna.study_name"

@@ -38,7 +38,7 @@ from droplab.config.schema import Config, DataConfig
 from droplab.data.splits import Dataset
 from droplab.fit.stack.members import MemberResult, fit_members, group_stackable, worth_stacking
 from droplab.fit.trainer import EpochHook, check_monitor
-from droplab.progress import epoch_bar, make_bar
+from droplab.progress import epoch_bar, log_line, make_bar, result_line
 from droplab.tracking.connect import make_tracker
 from droplab.tracking.provenance import run_params
 from droplab.tracking.runs import (
@@ -151,13 +151,20 @@ def _train(ctx: _Context, pending: Sequence[Member]) -> dict[tuple[str, int], Se
     bar = make_bar(len(pending), "seed runs", "run") if ctx.progress else None
     out = {}
     for group in _groups(pending, ctx.cfg.compare.vectorize):
-        for record in _train_members(ctx, group):
+        for m, record in zip(group, _train_members(ctx, group), strict=True):
             out[(record.cell_key, record.seed)] = record
             if bar is not None:
+                log_line(_seed_line(m, record))
                 bar.update(1)
     if bar is not None:
         bar.close()
     return out
+
+
+def _seed_line(m: Member, record: SeedRecord) -> str:
+    state = tags.FAIL if record.failure else tags.COMPLETE
+    line = result_line(f"{m.cell.label} seed-{m.seed}", state, {}, record.summary)
+    return f"{line} ({record.failure})" if record.failure else line
 
 
 def _groups(pending: Sequence[Member], vectorize: bool) -> list[list[Member]]:

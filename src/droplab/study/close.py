@@ -118,13 +118,14 @@ def _log_summary(
 
 
 def _log_best_model(cfg: Config, tracker: Tracker, parent_id: str, trial: FrozenTrial) -> None:
-    """Rebuild the best trial's network from its saved weights and log it on the parent,
-    with its activations picture on the trial's own run (trials skip it: 0.2 s each)."""
+    """Rebuild the best trial's network from its saved weights and log it from the trial's run
+    (a LoggedModel with the trial's params and metrics), shown on the parent too; with its
+    activations picture on the trial's own run (trials skip it: 0.2 s each)."""
     best = load_trial_model(cfg, tracker, trial)
+    run_id = trial.user_attrs[tags.RUN_ID]
     if cfg.tracking.activations:
-        run_id = trial.user_attrs[tags.RUN_ID]
         log_activations(tracker, run_id, best.model, best.data.x_val, best.cfg.seed)
-    tracker.log_model(parent_id, best.model, best.data.x_val[:5])
+    tracker.log_model(run_id, best.model, best.data.x_val[:5], shown_on=[parent_id])
 
 
 def _log_report(cfg: Config, outcome: StudyOutcome) -> Path | None:

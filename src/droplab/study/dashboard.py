@@ -26,6 +26,7 @@ NOTE_SECTIONS = (
 )
 CURVES_ID = "droplab-curves"
 GAP_ID = "droplab-gap-vs-dropout"
+NOTE_LIMIT = 5000  # what droplab's tracker keeps of a tag value
 
 
 def note_markdown(blocks: Sequence[Block], report: str) -> str:
@@ -45,8 +46,17 @@ def note_markdown(blocks: Sequence[Block], report: str) -> str:
     return to_markdown(keep)
 
 
+def fit_note(note: str, limit: int = NOTE_LIMIT) -> str:
+    """``note`` cut at a line boundary to ``limit`` characters (an MLflow tag's room)."""
+    if len(note) <= limit:
+        return note
+    tail = "\n\n(cut here: the full findings are in the report)\n"
+    return note[: note.rfind("\n", 0, limit - len(tail))] + tail
+
+
 def curves_figure(curves: Sequence[Curves]) -> Any:
-    """Train and val loss (eval mode) and their gap per epoch, one colour per trial."""
+    """Train and val loss (eval mode) and their gap per epoch, one colour per trial (the best
+    trials first, then the dropout-0 controls)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

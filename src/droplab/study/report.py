@@ -28,6 +28,7 @@ from droplab.fit.model import MLP
 from droplab.fit.scoring import score
 from droplab.fit.trainer import positive_weight
 from droplab.render.page import to_html, to_markdown
+from droplab.study import dashboard
 from droplab.study.plots import (
     Curves,
     dropout_band,
@@ -60,6 +61,7 @@ from droplab.study.trials import (
     trials_frame,
 )
 from droplab.tracking.connect import make_tracker, read_store
+from droplab.tracking.runs import failure_reason
 from droplab.tracking.store import RunNotFound, Tracker
 
 REPORT_FOLDER = "report"  # the parent run's artifact folder
@@ -187,9 +189,11 @@ def write_report(cfg: Config) -> ReportPaths:
     frame = trials_frame(study, cfg)
     objectives = _objectives(cfg, study)
     store = read_store(tracking_uri(cfg))  # the trials' runs: curves, the best model
-    images, notes = _figures(cfg, study, frame, objectives, out, store)
+    done = ranked_trials(study)
+    best_curves = _curves(cfg, store, done[:3])
+    images, notes = _figures(cfg, study, frame, objectives, out, best_curves)
     final, best = gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame)
-    blocks = [
+    findings = [
         *header(cfg, study, frame, objectives),
         *best_section(study, objectives),
         *bands_section(frame),
@@ -197,17 +201,46 @@ def write_report(cfg: Config) -> ReportPaths:
         *kinds_section(frame, final, best),
         *test_section(study, evaluate_best_on_test(cfg, study, store)),
         *failures_section(frame),
-        *plots_section(images, notes),
     ]
+    parent = study.user_attrs.get(tags.PARENT_RUN)
+    where = f"{out / 'report.html'}" + (
+        f" (and under {REPORT_FOLDER}/ on the MLflow run study-{study.study_name})"
+        if parent and cfg.tracking.enabled
+        else ""
+    )
+    note = dashboard.note_markdown(findings, where)
+    curves = best_curves + _curves(cfg, store, _controls(frame, done))
+    notes += _publish(study, note, curves, frame)
+    blocks = [*findings, *plots_section(images, notes)]
     paths = ReportPaths(out / "report.html", out / "report.md", out, images)
     paths.markdown.write_text(to_markdown(blocks), encoding="utf-8")
     paths.html.write_text(to_html(blocks), encoding="utf-8")
-    parent = study.user_attrs.get(tags.PARENT_RUN)
     if parent and cfg.tracking.enabled:
         tracker = make_tracker(cfg)
         for path in (paths.markdown, paths.html, *images):
             tracker.log_artifact(str(parent), path, REPORT_FOLDER)
+        tracker.set_tags(str(parent), {tags.RUN_NOTE: dashboard.fit_note(note)})
     return paths
+
+
+def _controls(frame: pd.DataFrame, done: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Up to 3 complete dropout-0 controls that are not among the best 3 already."""
+    numbers = set(frame.loc[frame["baseline"], "number"])
+    return [t for t in done[3:] if t.number in numbers][:3]
+
+
+def _publish(
+    study: optuna.Study, note: str, curves: list[Curves], frame: pd.DataFrame
+) -> list[str]:
+    """The note and figures on optuna-dashboard; why not, when that fails (the report stays)."""
+    try:
+        figures = {dashboard.GAP_ID: dashboard.gap_figure(frame)}
+        if curves:
+            figures[dashboard.CURVES_ID] = dashboard.curves_figure(curves)
+        dashboard.publish(study, note, figures)
+    except Exception as exc:  # a dashboard problem must not lose the report
+        return [f"optuna-dashboard note and figures not written: {failure_reason(exc)}."]
+    return []
 
 
 def _objectives(cfg: Config, study: optuna.Study) -> list[str]:
@@ -221,7 +254,7 @@ def _figures(
     frame: pd.DataFrame,
     objectives: list[str],
     out: Path,
-    store: Tracker,
+    curves: list[Curves],
 ) -> tuple[list[Path], list[str]]:
     """Every figure the data allows, and a note for each one it does not."""
     for old in out.glob("*.png"):  # a figure the data no longer allows must not linger
@@ -232,7 +265,6 @@ def _figures(
         complete = usable_trials(frame, metrics.FINAL_GAP_LOSS)
         images.append(gap_heatmap(complete, usable, out / "gap_heatmap.png"))
         images.append(gap_by_width_band(complete, usable, out / "gap_vs_dropout.png"))
-    curves = _curves(cfg, store, done[:3])
     if curves:
         images.append(learning_curves(curves, out / "learning_curves.png"))
     if done:

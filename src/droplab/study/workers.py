@@ -9,13 +9,13 @@ from typing import Any
 
 import optuna
 
-from droplab import interrupts, runtime
+from droplab import interrupts, runtime, tags
 from droplab.config.identity import to_dict
 from droplab.config.load import from_dict
 from droplab.config.paths import study_name
 from droplab.data.splits import Dataset, prepare
 from droplab.fit.trainer import thread_count
-from droplab.progress import make_bar
+from droplab.progress import log_line, make_bar, result_line
 from droplab.study import space, storage
 from droplab.study.trial import WorkerSpec, run_closer, run_trial
 from droplab.tracking.connect import make_tracker
@@ -33,6 +33,8 @@ def work(spec: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset)
             trial = study.ask()
             storage.claim(trial)
         state = run_trial(spec, study, trial, tracker, data)
+        if spec.progress:
+            log_line(trial_line(trial.number, state.name, trial.params, trial.user_attrs))
         if bar is not None:
             bar.set_postfix_str(f"trial {trial.number} {state.name}")
             bar.update(1)
@@ -68,16 +70,38 @@ def run_processes(spec: WorkerSpec, study: optuna.Study) -> None:
         raise RuntimeError(f"study workers exited with codes {codes}")
 
 
+def trial_line(number: int, state: str, params: dict[str, Any], attrs: dict[str, Any]) -> str:
+    """The log line of a finished trial: number, state, params, key numbers (or why it failed)."""
+    line = result_line(f"trial {number}", state, params, attrs.get(tags.SUMMARY) or {})
+    reason = attrs.get(tags.FAIL_REASON)
+    return f"{line} ({reason})" if reason else line
+
+
 def _wait(procs: list[Any], study: optuna.Study, total: int) -> None:
     bar = make_bar(total, "trials", "trial") if total else None
     done0 = storage.finished(study)
+    seen = {t.number for t in _finished(study)}
     while any(p.is_alive() for p in procs):
         time.sleep(1.0)
         if bar is not None:
             bar.n = storage.finished(study) - done0
             bar.refresh()
+            seen |= _log_new(study, seen)
     if bar is not None:
+        _log_new(study, seen)
         bar.close()
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+
+def _log_new(study: optuna.Study, seen: set[int]) -> set[int]:
+    """A line for each trial the worker processes finished since the last look."""
+    new = [t for t in _finished(study) if t.number not in seen]
+    for t in new:
+        log_line(trial_line(t.number, t.state.name, t.params, t.user_attrs))
+    return {t.number for t in new}
 
 
 def _restore_env(key: str, value: str | None) -> None:

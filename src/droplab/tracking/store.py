@@ -10,11 +10,10 @@ Reads (find runs, one run, metric histories, downloads) go through it too: no mo
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from droplab import tags
 from droplab.config.identity import mask_secrets
 from droplab.data.splits import Dataset
 from droplab.fit.model import MLP
+from droplab.tracking.models import log_logged_model
 
 _DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|IntegrityError", re.I)
 
@@ -86,7 +86,9 @@ class Tracker:
 
     def log_dict(self, run_id: str, content: dict[str, Any], filename: str) -> None: ...
 
-    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None: ...
+    def log_model(
+        self, run_id: str, model: MLP, example: torch.Tensor, shown_on: Sequence[str] = ()
+    ) -> None: ...
 
     def reopen(self, run_id: str) -> None: ...
 
@@ -155,15 +157,21 @@ class MlflowTracker(Tracker):
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        try:
-            return str(self.client.create_experiment(name, artifact_location=artifact_location))
-        except MlflowException:  # another worker created it first
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return str(found.experiment_id)
+        if found is None:
+            try:
+                found_id = self.client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException:  # another worker created it first
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+            else:
+                found = self.client.get_experiment(found_id)
+        # Model development: MLflow 3's UI then opens the experiment on its runs, not GenAI.
+        if found.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_DEVELOPMENT:
+            self.client.set_experiment_tag(
+                found.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_DEVELOPMENT
+            )
+        return str(found.experiment_id)
 
     def start(
         self,
@@ -263,33 +271,11 @@ class MlflowTracker(Tracker):
                 raise
             self.client.log_inputs(run_id, datasets=inputs)
 
-    def log_model(self, run_id: str, model: MLP, example: torch.Tensor) -> None:
-        import mlflow
-        import mlflow.pytorch
-        from mlflow.models import infer_signature
-
-        model = model.cpu().eval()
-        with torch.no_grad():
-            logits = model(example).numpy()
-        signature = infer_signature(example.numpy(), logits)
-        # The fluent API needs a global URI, and setting one also sets $MLFLOW_TRACKING_URI,
-        # which droplab reads as the default store: put back what the user had.
-        previous = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(self.uri)
-        try:
-            with mlflow.start_run(run_id=run_id):
-                # Naming the requirement skips MLflow's slow inference of the environment.
-                mlflow.pytorch.log_model(
-                    model,
-                    name="model",
-                    signature=signature,
-                    input_example=example.numpy(),
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                )
-        finally:
-            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
-        # start_run(run_id) resumed the run; leave it RUNNING for end() to decide.
-        self.client.update_run(run_id, status=tags.RUNNING)
+    def log_model(
+        self, run_id: str, model: MLP, example: torch.Tensor, shown_on: Sequence[str] = ()
+    ) -> None:
+        """An MLflow 3 LoggedModel from ``run_id``, shown on the ``shown_on`` runs too."""
+        log_logged_model(self.client, self.uri, run_id, model, example, shown_on)
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status=tags.RUNNING)

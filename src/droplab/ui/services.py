@@ -63,6 +63,9 @@ _MLFLOW_ENV = {
 
 
 # The MLflow UI opens on its GenAI overview unless told that this is model training.
+# The run list, not the GenAI overview, in MLflow's own order: a link sorted by a metric
+# (orderByKey=metrics.`final/gap_loss`) shows the trials as rows of their own, not nested.
+# Selected columns and expanded rows live in the browser: docs/ui.md says how to set them.
 _TRAINING_VIEW = "runs?workflowType=machine_learning"
 
 
