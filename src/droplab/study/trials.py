@@ -154,7 +154,9 @@ def load_trial_model(cfg: Config, tracker: Tracker, trial: FrozenTrial) -> Trial
         RunNotFound: the null tracker (it stores nothing); a real store raises its own error
             for a missing artifact.
     """
-    trial_cfg = with_overrides(cfg, dict(trial.params))
+    # with study.seeds, the trial saved its first seed's weights (trial.py, _save_model)
+    seed = {"seed": cfg.study.seeds[0]} if cfg.study.seeds else {}
+    trial_cfg = with_overrides(cfg, {**trial.params, **seed})
     data = prepare(trial_cfg.data, trial_cfg.seed)
     model = build_model(trial_cfg, data)
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -77,6 +77,11 @@ _SECTIONS = ("seed", "data", "model", "train")
 
 
 STACK_MAX_WIDTH = 256
+
+
+GroupHook = Callable[[int, Mapping[int, Mapping[str, float]]], None]
+"""Called once per epoch with ``{member index: record}`` of every living member; what it
+raises stops every living member at that epoch (e.g. pruning on the mean over seeds)."""
 
 
 # Lightning's _check_dataloader_iterable calls iter() on the loader before the first epoch.
@@ -266,7 +271,20 @@ def _unfilled_allocations() -> Iterator[None]:
         torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
 
 
-def _fit_stack(members: list[_Member], threads: int) -> list[MemberResult]:
+def _close_group(members: list[_Member], group_hook: GroupHook | None, start: float) -> None:
+    living = {i: m.lit.history[-1] for i, m in enumerate(members) if m.error is None}
+    if group_hook is None or not living:
+        return
+    try:
+        group_hook(len(members[min(living)].lit.history), living)
+    except Exception as exc:  # noqa: BLE001 - stops every living member, as its own hook would
+        for i in living:
+            members[i].error, members[i].seconds = exc, time.perf_counter() - start
+
+
+def _fit_stack(
+    members: list[_Member], threads: int, group_hook: GroupHook | None = None
+) -> list[MemberResult]:
     cfg = members[0].cfg
     stack = kernels.Stack(
         [m.lit.model for m in members], [m.cfg.model.input_dropout for m in members]
@@ -281,6 +299,7 @@ def _fit_stack(members: list[_Member], threads: int) -> list[MemberResult]:
                 break
             _train_epoch(stack, members, rows, optimizer)
             _close_epoch(stack, members, start)
+            _close_group(members, group_hook, start)
     end = time.perf_counter() - start
     return [_result(m, threads, end, len(members)) for m in members]
 
@@ -330,6 +349,7 @@ def fit_members(
     cfgs: Sequence[Config],
     hooks_per_member: Sequence[Sequence[EpochHook]] | None = None,
     data: Sequence[Dataset | None] | None = None,
+    group_hook: GroupHook | None = None,
 ) -> list[MemberResult]:
     """Train stackable configs as one stacked model; each member equals ``fit(cfg)``.
 
@@ -337,6 +357,9 @@ def fit_members(
         cfgs: configs for which :func:`can_stack` holds.
         hooks_per_member: each member's epoch hooks (as ``fit``'s ``hooks``).
         data: each member's prepared splits (``None``: loaded from its config).
+        group_hook: called once per epoch of the stack with every living member's record,
+            after their own hooks (:data:`GroupHook`); not called where the members train
+            one by one (``stacked == 1``): each has finished before the next starts.
 
     Returns:
         One result per config, in order. ``seconds`` is the stack's wall time (shared by all
@@ -364,7 +387,7 @@ def fit_members(
         idx = [i for i, d in enumerate(splits) if len(d.x_train) == rows]
         members = [_member(cfgs[i], splits[i], hooks[i], device) for i in idx]
         if len(members) > 1 and _exact(members, threads):
-            done = _fit_stack(members, threads)
+            done = _fit_stack(members, threads, group_hook)
         else:  # one member, or no exact stack here: fit itself is the per-member path
             done = [_fit_alone(cfgs[i], splits[i], hooks[i]) for i in idx]
         for i, result in zip(idx, done, strict=True):
