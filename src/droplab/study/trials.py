@@ -70,6 +70,10 @@ def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame
                 "fail_reason": t.user_attrs.get(tags.FAIL_REASON),
                 "model_artifact": bool(t.user_attrs.get(tags.MODEL)),
                 "values": tuple(t.values) if t.values else None,
+                # study.seeds: {seed: summary}, for CIs over seeds (empty: one seed a trial)
+                "seed_summaries": {
+                    int(s): v for s, v in (t.user_attrs.get(tags.SEED_SUMMARIES) or {}).items()
+                },
             }
         )
     empty = ["number", "state", "dropout", "width", *metrics.SUMMARY_KEYS, "fail_reason"]
