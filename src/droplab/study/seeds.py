@@ -124,8 +124,10 @@ def train_seeds(
     trial: optuna.Trial,
     data_for: Callable[[Config], Dataset],
     progress: bool = False,
+    seed_hooks: Mapping[int, Sequence[EpochHook]] | None = None,
 ) -> SeededTrial:
-    """Train every seed of the trial under its trial run and close the runs.
+    """Train every seed of the trial under its trial run and close the runs; ``seed_hooks``
+    adds epoch hooks to some seeds (tests use them to fail one).
 
     Raises:
         TrialStopped: pruned on the across-seed mean (every run KILLED).
@@ -142,15 +144,15 @@ def train_seeds(
     seed_runs: dict[int, str] = {}
     try:
         prunes = cfg.study.pruner != "none" and len(cfg.study.objectives) == 1
+        spec_of = _seed_spec(spec, run_id, seed_runs)
+        hooks = [list((seed_hooks or {}).get(c.seed, ())) for c in cfgs]
+        if progress:
+            hooks[0].append(epoch_bar(cfg.train.epochs, f"{len(cfgs)} seeds, seed {cfgs[0].seed}"))
         if stacked:
             group = _mean_pruner(cfg, trial) if prunes else None
-            results = _stack(
-                cfgs, datas, tracker, _seed_spec(spec, run_id, seed_runs), group, progress
-            )
+            results = _stack(cfgs, datas, tracker, spec_of, group, hooks)
         else:
-            results = _one_by_one(
-                cfgs, datas, tracker, _seed_spec(spec, run_id, seed_runs), progress
-            )
+            results = _one_by_one(cfgs, datas, tracker, spec_of, hooks)
         trial.set_user_attr(tags.SEED_RUNS, {str(s): r for s, r in seed_runs.items()})
         return _close_trial(cfg, tracker, trial, run_id, results, prunes and not stacked)
     except BaseException as exc:
@@ -190,11 +192,8 @@ def _stack(
     tracker: Tracker,
     spec_of: Callable[[int], RunSpec],
     group: GroupHook | None,
-    progress: bool,
+    hooks: Sequence[Sequence[EpochHook]],
 ) -> list[_Seed]:
-    hooks: list[list[EpochHook]] = [[] for _ in cfgs]
-    if progress:
-        hooks[0].append(epoch_bar(cfgs[0].train.epochs, f"{len(cfgs)} seeds stacked"))
     started = time.time()
     results: list[MemberResult] = fit_members(cfgs, hooks, datas, group_hook=group)
     out = []
@@ -216,15 +215,14 @@ def _one_by_one(
     datas: Sequence[Dataset],
     tracker: Tracker,
     spec_of: Callable[[int], RunSpec],
-    progress: bool,
+    hooks: Sequence[Sequence[EpochHook]],
 ) -> list[_Seed]:
     """Each seed alone with ``fit``; the first failure stops the trial (the rest would be
     wasted: one failed seed fails the trial)."""
     out = []
-    for c, d in zip(cfgs, datas, strict=True):
-        hooks = [epoch_bar(c.train.epochs, f"seed {c.seed}")] if progress else []
+    for c, d, own in zip(cfgs, datas, hooks, strict=True):
         try:
-            tracked = run_fit(c, tracker, spec_of(c.seed), hooks=hooks, data=d)
+            tracked = run_fit(c, tracker, spec_of(c.seed), hooks=own, data=d)
         except Exception as exc:  # noqa: BLE001 - closed FAILED by run_fit; fails the trial
             out.append(_Seed(c.seed, [], {}, exc))
             break

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class WorkerSpec:
     max_attempts: int
     progress: bool = False
     datasets: dict[int, Dataset] = field(default_factory=dict)  # study.seeds: splits by seed
+    seed_hooks: Mapping[int, Sequence[EpochHook]] = field(default_factory=dict)  # tests
 
 
 @dataclass
@@ -117,7 +118,9 @@ def _train_seeds(
             worker.datasets[seed_cfg.seed] = prepare(seed_cfg.data, seed_cfg.seed)
         return worker.datasets[seed_cfg.seed]
 
-    done = seeds.train_seeds(cfg, tracker, spec, trial, data_for, worker.progress)
+    done = seeds.train_seeds(
+        cfg, tracker, spec, trial, data_for, worker.progress, worker.seed_hooks
+    )
     per_seed = done.values(cfg.study.objectives)
     trial.set_user_attr(tags.SEED_VALUES, {str(s): v for s, v in per_seed.items()})
     trial.set_user_attr(tags.SEED_SUMMARIES, {str(s): v for s, v in done.summaries.items()})
