@@ -160,7 +160,7 @@ def test_pruning_sees_the_mean_and_kills_every_seed_run(tmp_path: Path) -> None:
     study = optuna.create_study(
         storage=study_storage(cfg),
         direction="maximize",
-        pruner=optuna.pruners.ThresholdPruner(lower=-1.0, upper=-0.5, n_warmup_steps=1),
+        pruner=optuna.pruners.ThresholdPruner(lower=-1.0, upper=-0.5, n_warmup_steps=2),
     )
     worker = WorkerSpec(cfg, study_storage(cfg), None, 1)
     trial = study.ask()
