@@ -148,13 +148,16 @@ def train_seeds(
         hooks = [list((seed_hooks or {}).get(c.seed, ())) for c in cfgs]
         if progress:
             hooks[0].append(epoch_bar(cfg.train.epochs, f"{len(cfgs)} seeds, seed {cfgs[0].seed}"))
+        group = _mean_pruner(cfg, trial) if prunes else None
+        if group is not None and len(cfgs) == 1:  # one seed: its own curve is the mean
+            hooks[0].append(lambda epoch, values: group(epoch, {0: values}))
         if stacked:
-            group = _mean_pruner(cfg, trial) if prunes else None
             results = _stack(cfgs, datas, tracker, spec_of, group, hooks)
         else:
             results = _one_by_one(cfgs, datas, tracker, spec_of, hooks)
         trial.set_user_attr(tags.SEED_RUNS, {str(s): r for s, r in seed_runs.items()})
-        return _close_trial(cfg, tracker, trial, run_id, results, prunes and not stacked)
+        after = prunes and not stacked and len(cfgs) > 1
+        return _close_trial(cfg, tracker, trial, run_id, results, after)
     except BaseException as exc:
         if not isinstance(exc, TrialStopped | SeedFailed):  # those closed the run themselves
             end_quietly(tracker, run_id, tags.FAILED, tags.FAIL, failure_reason(exc))
