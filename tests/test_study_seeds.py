@@ -34,13 +34,6 @@ from .study_helpers import by_kind, load, mlflow_runs, states, study_config, tri
 SEEDS = "study.seeds=[0, 1, 2]"
 
 
-@pytest.fixture(autouse=True)
-def _own_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    """MLflow's set_tracking_uri (logging a model) exports MLFLOW_TRACKING_URI, which would
-    send the next test's runs to this test's store: each test keeps its own."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
 def test_seed_mean_and_sem_on_hand_checked_numbers() -> None:
     mean, sem = metrics.seed_mean([1.0, 2.0, 4.0])
     # mean 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3; sem = sqrt(7/3 / 3)
