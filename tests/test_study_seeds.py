@@ -277,3 +277,17 @@ def test_single_seed_report_says_it_is_single_seed(tmp_path: Path) -> None:
     study_run.run(cfg)
     # without study.seeds the report says its figures are single-seed
     assert "single-seed" in write_report(cfg).markdown.read_text()
+
+
+@pytest.mark.slow
+def test_one_listed_seed_trains_alone_under_its_trial_run(tmp_path: Path) -> None:
+    cfg = study_config(tmp_path, "study.n_trials=2", "study.seeds=[5]")
+    study_run.run(cfg)
+    _, runs = mlflow_runs(cfg)
+    seed_runs = by_kind(runs, tags.KIND_SEED)
+    # each trial run has its one seed run, trained by fit alone (not stacked), on seed 5
+    assert len(seed_runs) == 2 and {r.data.params["seed"] for r in seed_runs} == {"5"}
+    assert {r.data.tags[tags.VECTORIZED] for r in by_kind(runs, tags.KIND_TRIAL)} == {"false"}
+    for trial in load(cfg).get_trials(states=(TrialState.COMPLETE,)):
+        # the trial's value is its one seed's value
+        assert trial.value == trial.user_attrs[tags.SEED_VALUES]["5"][0]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import optuna
 import torch
@@ -60,6 +60,7 @@ class _Seed:
     history: list[dict[str, float]]
     best_state: dict[str, torch.Tensor]
     error: Exception | None = None
+    stacked: int = 1  # members it trained with (1: alone, by fit)
 
 
 @dataclass
@@ -156,7 +157,9 @@ def train_seeds(
         else:
             results = _one_by_one(cfgs, datas, tracker, spec_of, hooks)
         trial.set_user_attr(tags.SEED_RUNS, {str(s): r for s, r in seed_runs.items()})
-        after = prunes and not stacked and len(cfgs) > 1
+        if stacked and results[0].stacked == 1:  # no exact stack here: fit_members went alone
+            tracker.set_tags(run_id, {tags.VECTORIZED: "false", tags.STACK_SIZE: "1"})
+        after = prunes and len(cfgs) > 1 and results[0].stacked == 1
         return _close_trial(cfg, tracker, trial, run_id, results, after)
     except BaseException as exc:
         if not isinstance(exc, TrialStopped | SeedFailed):  # those closed the run themselves
@@ -165,7 +168,7 @@ def train_seeds(
 
 
 def _with_tags(spec: RunSpec, labels: Mapping[str, str]) -> RunSpec:
-    return RunSpec(**{**spec.__dict__, "tags": {**spec.tags, **labels}})
+    return replace(spec, tags={**spec.tags, **labels})
 
 
 def _seed_spec(
@@ -209,7 +212,7 @@ def _stack(
         except Exception as exc:
             if exc is not r.error:  # the store failed, not the member
                 raise
-        out.append(_Seed(c.seed, r.history, dict(r.best_state), r.error))
+        out.append(_Seed(c.seed, r.history, dict(r.best_state), r.error, r.stacked))
     return out
 
 
@@ -224,10 +227,12 @@ def _one_by_one(
     wasted: one failed seed fails the trial)."""
     out = []
     for c, d, own in zip(cfgs, datas, hooks, strict=True):
+        seen: list[dict[str, float]] = []
         try:
-            tracked = run_fit(c, tracker, spec_of(c.seed), hooks=own, data=d)
-        except Exception as exc:  # noqa: BLE001 - closed FAILED by run_fit; fails the trial
-            out.append(_Seed(c.seed, [], {}, exc))
+            record = [lambda _, values: seen.append(dict(values))]  # noqa: B023 - called now
+            tracked = run_fit(c, tracker, spec_of(c.seed), hooks=[*record, *own], data=d)
+        except Exception as exc:  # noqa: BLE001 - closed by run_fit; fails or prunes the trial
+            out.append(_Seed(c.seed, seen, {}, exc))
             break
         out.append(_Seed(c.seed, tracked.result.history, dict(tracked.result.best_state)))
     return out
