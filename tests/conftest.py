@@ -42,11 +42,17 @@ def tiny_config(tmp_path: Path, *overrides: str, experiment: str | None = None) 
     return load_config(experiment, [f"paths.runs={tmp_path / 'runs'}", *TINY, *overrides])
 
 
-@pytest.fixture(autouse=True)
-def _own_tracking_store(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="module")
+def _own_module_store() -> None:
     """MLflow exports MLFLOW_TRACKING_URI when it logs a model (set_tracking_uri), which sent
-    the next test's runs to the previous test's store: every test starts without it."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    the next test's runs to the previous test's store: every module's fixtures, and every
+    test (below), start without it."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(autouse=True)
+def _own_tracking_store() -> None:
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture
