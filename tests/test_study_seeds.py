@@ -291,3 +291,16 @@ def test_one_listed_seed_trains_alone_under_its_trial_run(tmp_path: Path) -> Non
     for trial in load(cfg).get_trials(states=(TrialState.COMPLETE,)):
         # the trial's value is its one seed's value
         assert trial.value == trial.user_attrs[tags.SEED_VALUES]["5"][0]
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_journal_run_exactly_n_trials_with_their_seeds(tmp_path: Path) -> None:
+    cfg = study_config(tmp_path, "study.n_trials=4", "study.workers=2", "study.seeds=[0, 1]")
+    study_run.run(cfg)
+    study = load(cfg)
+    # two processes on the default journal storage finish exactly n_trials, none failed
+    assert states(study) == {"COMPLETE": 4}
+    _, runs = mlflow_runs(cfg)
+    # each trial run has its two seed runs, and nothing is left RUNNING
+    assert len(by_kind(runs, tags.KIND_TRIAL)) == 4 and len(by_kind(runs, tags.KIND_SEED)) == 8
+    assert all(r.info.status == "FINISHED" for r in runs)
