@@ -18,7 +18,15 @@ from pathlib import Path
 
 import common
 
-SCRIPTS = ("overhead", "bookkeeping", "workers", "pruning", "memory", "vectorized")
+SCRIPTS = (
+    "overhead",
+    "bookkeeping",
+    "workers",
+    "pruning",
+    "memory",
+    "vectorized",
+    "seeds_in_studies",
+)
 
 
 def main() -> int:

@@ -36,7 +36,8 @@ def one_study(workers: int, overrides: list[str]) -> tuple[float, float]:
     """Seconds of the whole command and of its trial phase."""
     with tempfile.TemporaryDirectory() as tmp:
         journal = str(Path(tmp) / "optuna.journal")
-        argv = [common.PYTHON, "-m", "droplab.cli", "study", EXPERIMENT, *overrides]
+        argv = [common.PYTHON, "-m", "droplab.cli", "study", EXPERIMENT, "study.seeds=null"]
+        argv += overrides  # one seed a trial, as the table measured before study.seeds
         argv += [f"study.workers={workers}", f"study.storage={journal}", f"paths.runs={tmp}"]
         whole = common.time_process(argv, common.child_env())
         name = Path(EXPERIMENT).stem

@@ -3,6 +3,7 @@ fresh PostgreSQL databases and a real ``mlflow server`` for the tests that need 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
@@ -36,6 +37,14 @@ TINY = [
 def tiny_config(tmp_path: Path, *overrides: str, experiment: str | None = None) -> Config:
     """The real default config, shrunk, with every store under ``tmp_path``."""
     return load_config(experiment, [f"paths.runs={tmp_path / 'runs'}", *TINY, *overrides])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _own_module_store() -> None:
+    """MLflow exports MLFLOW_TRACKING_URI when it logs a model (set_tracking_uri): a leaked
+    value would send a module's fixture runs to another store than its tmp_path."""
+    for variable in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"):
+        os.environ.pop(variable, None)
 
 
 @pytest.fixture(autouse=True)

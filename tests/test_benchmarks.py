@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("overhead", "bookkeeping", "workers", "pruning", "memory", "vectorized")
+SCRIPTS = (
+    "overhead",
+    "bookkeeping",
+    "workers",
+    "pruning",
+    "memory",
+    "vectorized",
+    "seeds_in_studies",
+)
 
 
 @pytest.mark.slow

@@ -238,6 +238,38 @@ def study_best(objective: str) -> str:
     return f"study/best_{objective.replace('/', '_')}"
 
 
+def sem_name(key: str) -> str:
+    """The standard error over seeds beside a mean, e.g. ``best/val_auprc_sem``."""
+    return f"{key}_sem"
+
+
+def study_best_ci(objective: str) -> tuple[str, str, str]:
+    """Parent-run metrics of the best trial's mean over seeds and its 95% CI bounds."""
+    name = study_best(objective)
+    return f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"
+
+
+def seed_mean(values: Sequence[float]) -> tuple[float, float]:
+    """The mean over seeds and its standard error (``std(ddof=1) / sqrt(n)``; nan for one)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, math.nan
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def seed_aggregate(values: Sequence[float], direction: str, how: str) -> float:
+    """A trial's value over its seeds: the ``mean``, or the ``lcb`` (the mean one standard
+    error toward worse: minus for a maximised objective, plus for a minimised one)."""
+    mean, sem = seed_mean(values)
+    if how == "mean" or math.isnan(sem):
+        return mean
+    return mean - sem if direction == MAXIMIZE else mean + sem
+
+
 # Comparison runs: counts on the parent, contrasts against the baseline on each cell run.
 N_SEEDS, N_TRAINED, N_REUSED, N_FAILED = (
     "compare/n_seeds",

@@ -56,6 +56,8 @@ SUMMARY = "droplab.summary"
 MODEL = "droplab.model_artifact"
 RUN_ID = "droplab.run_id"
 FAIL_REASON = "droplab.fail_reason"  # why a trial failed
+SEED_VALUES = "droplab.seed_values"  # study.seeds: {seed: [objective values]} of a trial
+SEED_SUMMARIES = "droplab.seed_summaries"  # study.seeds: {seed: summary metrics} of a trial
 HOST = "droplab.host"  # which host and process run a trial,
 PID = "droplab.pid"  # so a later start can tell whether it died
 
@@ -63,8 +65,9 @@ PID = "droplab.pid"  # so a later start can tell whether it died
 COMPARISON_ID = "droplab.comparison_id"
 CELL_KEY = "droplab.cell_key"
 SEED = "droplab.seed"
-SEED_RUNS = "droplab.seed_runs"
+SEED_RUNS = "droplab.seed_runs"  # also a trial user attribute: {seed: run id}
 ARM = "droplab.arm"  # the named setting (compare.arms) of a cell and its seed runs
+STUDY_RUN = "droplab.study_run_id"  # on a study's seed runs: the study's parent run
 VECTORIZED = "droplab.vectorized"  # "true" on a seed run trained in a stack
 STACK_SIZE = "droplab.stack_size"  # how many members that stack trained together
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from droplab import metrics, tags
 from droplab.compare import stats
@@ -48,6 +48,7 @@ from droplab.tracking.runs import (
     failure_reason,
     log_fitted,
     run_fit,
+    stacked_spec,
 )
 from droplab.tracking.store import Tracker
 
@@ -233,22 +234,11 @@ def _log_member(ctx: _Context, m: Member, result: MemberResult, started: float) 
     try:
         spec = _seed_spec(ctx, m, run_ids)
         if result.stacked > 1:  # (else fit_members trained the group one by one: no such dates)
-            spec = _stacked(spec, result.stacked, started, started + result.seconds)
+            spec = stacked_spec(spec, result.stacked, started, started + result.seconds)
         tracked = log_fitted(m.cfg, ctx.tracker, spec, result, result.error)
     except Exception as exc:  # as in _train_one: a failed member fails its seed run alone
         return _failed(m, run_ids, exc)
     return _record(m, tracked)
-
-
-def _stacked(spec: RunSpec, size: int, start: float, end: float) -> RunSpec:
-    """A seed run trained in a stack of ``size``: tagged so, dated when the stack trained."""
-    return replace(
-        spec,
-        tags={**spec.tags, tags.VECTORIZED: "true", tags.STACK_SIZE: str(size)},
-        manifest_extra={"vectorized": {"stacked": True, "stack_size": size}},
-        start_time=start,
-        end_time=end,
-    )
 
 
 def _failed(m: Member, run_ids: Sequence[str], exc: Exception) -> SeedRecord:

@@ -154,6 +154,8 @@ class StudyConfig(Frozen):
     warmup_epochs: Annotated[int, Field(ge=0)] = 3
     heartbeat_seconds: Annotated[int, Field(ge=1)] = 30
     timeout_seconds: Positive | None = None
+    seeds: Annotated[Seq[int], Field(min_length=1), AfterValidator(_distinct)] | None = None
+    aggregate: Literal["mean", "lcb"] = "mean"
 
     @field_validator("space")
     @classmethod
@@ -167,6 +169,13 @@ class StudyConfig(Frozen):
     def _prunable(self) -> Self:
         if len(self.objectives) > 1 and self.pruner != "none":
             raise refuse("pruner", self.pruner, "none when there are several objectives")
+        return self
+
+    @model_validator(mode="after")
+    def _seeds_fixed(self) -> Self:
+        # study.seeds pairs every trial by seed: a searched seed would undo the pairing
+        if self.seeds is not None and "seed" in self.space:
+            raise refuse("space", "seed", "no 'seed' key when study.seeds is set")
         return self
 
 

@@ -12,6 +12,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from droplab import metrics, tags
+from droplab.compare.stats import mean_ci
 from droplab.config.identity import mask_secrets, public_dict
 from droplab.config.schema import Config
 from droplab.study.report import write_report
@@ -104,6 +105,7 @@ def _log_summary(
     if best:
         for objective, value in zip(cfg.study.objectives, best[0].values, strict=True):
             values[metrics.study_best(objective)] = value
+        values.update(best_over_seeds(cfg, best[0]))
         labels = {f"{tags.BEST_PREFIX}{k}": str(v) for k, v in best[0].params.items()}
         labels[f"{tags.BEST_PREFIX}trial_number"] = str(best[0].number)
         tracker.set_tags(parent_id, labels)
@@ -115,6 +117,18 @@ def _log_summary(
         tracker.log_artifact(parent_id, path)
     if best and best[0].user_attrs.get(tags.MODEL):
         _log_best_model(cfg, tracker, parent_id, best[0])
+
+
+def best_over_seeds(cfg: Config, trial: FrozenTrial) -> dict[str, float]:
+    """With ``study.seeds``: the trial's mean of each objective over seeds and its 95% CI."""
+    per_seed = trial.user_attrs.get(tags.SEED_VALUES) or {}
+    out: dict[str, float] = {}
+    for i, objective in enumerate(cfg.study.objectives if per_seed else ()):
+        ci = mean_ci([float(v[i]) for v in per_seed.values()])
+        out.update(
+            zip(metrics.study_best_ci(objective), (ci.estimate, ci.low, ci.high), strict=True)
+        )
+    return out
 
 
 def _log_best_model(cfg: Config, tracker: Tracker, parent_id: str, trial: FrozenTrial) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -148,6 +148,8 @@ class Curves:
     train_loss: list[float]
     val_loss: list[float]
     best_epoch: float = math.nan
+    bands: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    """With ``study.seeds``: per metric key, the lowest and highest value over seeds."""
 
 
 def learning_curves(curves: Sequence[Curves], out: Path) -> Path:
@@ -159,6 +161,11 @@ def learning_curves(curves: Sequence[Curves], out: Path) -> Path:
     for ax, c in zip(axes[0], shown, strict=False):
         ax.plot(c.epochs, c.train_loss, "-o", ms=3, label=f"{metrics.TRAIN_LOSS} (eval mode)")
         ax.plot(c.epochs, c.val_loss, "-o", ms=3, label=metrics.VAL_LOSS)
+        for i, key in enumerate((metrics.TRAIN_LOSS, metrics.VAL_LOSS)):
+            if key in c.bands:  # the lines are the seeds' mean; the band their range
+                low, high = c.bands[key]
+                label = "min–max over seeds" if i == 0 else None
+                ax.fill_between(c.epochs, low, high, color=f"C{i}", alpha=0.2, label=label)
         if not math.isnan(c.best_epoch):
             ax.axvline(c.best_epoch, color="grey", ls="--", lw=0.8, label="best epoch")
         ax.set_title(c.title, fontsize=10)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 import torch
@@ -27,8 +26,8 @@ from droplab.fit.lit_module import LitMLP
 from droplab.fit.model import MLP
 from droplab.fit.scoring import score
 from droplab.fit.trainer import positive_weight
-from droplab.render.page import to_html, to_markdown
-from droplab.study import dashboard
+from droplab.render.page import Block, to_html, to_markdown
+from droplab.study import dashboard, seed_report
 from droplab.study.plots import (
     Curves,
     dropout_band,
@@ -46,6 +45,7 @@ from droplab.study.sections import (
     failures_section,
     header,
     kinds_section,
+    nearest_controls,
     plots_section,
     reduction_section,
     test_section,
@@ -102,8 +102,7 @@ def gap_reduction(frame: pd.DataFrame, gap: str = metrics.BEST_GAP_LOSS) -> pd.D
 
 
 def _against_control(row: pd.Series, controls: pd.DataFrame, gap_key: str) -> dict[str, Any]:
-    distance = (np.log2(controls["width"]) - math.log2(row["width"])).abs()
-    near = controls[(distance <= distance.min() + 1e-9) & (distance <= 1.0)]
+    near = nearest_controls(controls, row["width"])
     gap, auprc = row[gap_key], row[metrics.BEST_VAL_AUPRC]
     control_gap = float(near[gap_key].mean()) if len(near) else math.nan
     control_auprc = float(near[metrics.BEST_VAL_AUPRC].mean()) if len(near) else math.nan
@@ -192,13 +191,13 @@ def write_report(cfg: Config) -> ReportPaths:
     done = ranked_trials(study)
     best_curves = _curves(cfg, store, done[:3])
     images, notes = _figures(cfg, study, frame, objectives, out, best_curves)
-    final, best = gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame)
+    seeds = max((len(s) for s in frame.get("seed_summaries", [])), default=0)
+    final, at_best = gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame)
     findings = [
         *header(cfg, study, frame, objectives),
-        *best_section(study, objectives),
-        *bands_section(frame),
-        *reduction_section(final, best, cfg.train.epochs),
-        *kinds_section(frame, final, best),
+        seed_report.header_note(seeds),
+        *_findings(cfg, study, frame, objectives, best_trials(study) if seeds else []),
+        *kinds_section(frame, final, at_best),
         *test_section(study, evaluate_best_on_test(cfg, study, store)),
         *failures_section(frame),
     ]
@@ -241,6 +240,30 @@ def _publish(
     except Exception as exc:  # a dashboard problem must not lose the report
         return [f"optuna-dashboard note and figures not written: {failure_reason(exc)}."]
     return []
+
+
+def _findings(
+    cfg: Config,
+    study: optuna.Study,
+    frame: pd.DataFrame,
+    objectives: list[str],
+    seeded_best: list[FrozenTrial],
+) -> list[Block]:
+    """Best configuration, bands and reductions: over seeds with CIs when the trials trained
+    ``study.seeds`` (``seeded_best``: the best trials), else of one run per trial."""
+    if seeded_best:
+        return [
+            *seed_report.best_section(seeded_best[0], objectives, cfg.study.aggregate),
+            *seed_report.bands_section(frame),
+            *seed_report.reduction_section(frame, cfg.train.epochs),
+        ]
+    return [
+        *best_section(study, objectives),
+        *bands_section(frame),
+        *reduction_section(
+            gap_reduction(frame, metrics.FINAL_GAP_LOSS), gap_reduction(frame), cfg.train.epochs
+        ),
+    ]
 
 
 def _objectives(cfg: Config, study: optuna.Study) -> list[str]:
@@ -301,8 +324,28 @@ def _curves(cfg: Config, store: Tracker, trials: list[FrozenTrial]) -> list[Curv
         best = (t.user_attrs.get(tags.SUMMARY) or {}).get(metrics.BEST_EPOCH, math.nan)
         title = trial_name(t.number, t.params)
         losses = [train[e] for e in epochs], [val[e] for e in epochs]
-        curves += [Curves(title, epochs, *losses, float(best))] if epochs else []
+        bands = _seed_bands(store, t, epochs)
+        if bands:
+            title += f" (mean of {len(t.user_attrs[tags.SEED_RUNS])} seeds)"
+        curves += [Curves(title, epochs, *losses, float(best), bands)] if epochs else []
     return curves
+
+
+def _seed_bands(
+    store: Tracker, trial: FrozenTrial, epochs: list[int]
+) -> dict[str, tuple[list[float], list[float]]]:
+    """With ``study.seeds``: per epoch, the lowest and highest train and val loss over the
+    trial's seed runs (the band around the trial run's mean curve)."""
+    seed_runs = trial.user_attrs.get(tags.SEED_RUNS) or {}
+    out = {}
+    for key in (metrics.TRAIN_LOSS, metrics.VAL_LOSS) if len(seed_runs) > 1 else ():
+        try:
+            series = [store.metric_history(str(r), key) for r in seed_runs.values()]
+        except RunNotFound:
+            return {}
+        values = [[s[e][-1] for s in series if e in s] for e in epochs]
+        out[key] = ([min(v) for v in values], [max(v) for v in values])
+    return out
 
 
 def _importances(study: optuna.Study, done: list[FrozenTrial]) -> dict[str, float] | str:

@@ -46,6 +46,9 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     if parent_id is not None:
         states = {str(t.number): t.state.name for t in study.get_trials(deepcopy=False)}
         reconcile_runs(tracker, parent_id, states)
+        if cfg.study.seeds:  # the seed runs under the trial runs, found by their study tag
+            seed_runs = {tags.STUDY_RUN: parent_id, tags.KIND: tags.KIND_SEED}
+            reconcile_runs(tracker, parent_id, states, where=seed_runs)
     _enqueue_baselines(cfg, study, url)
     remaining = max(0, cfg.study.n_trials - storage.slots_taken(study))
     # Trials already started before this invocation (enqueued controls are not started yet).

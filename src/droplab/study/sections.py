@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
@@ -25,6 +27,13 @@ def usable_trials(frame: pd.DataFrame, gap: str = metrics.BEST_GAP_LOSS) -> pd.D
     states = USABLE if gap == metrics.BEST_GAP_LOSS else (TrialState.COMPLETE.name,)
     keep = frame["state"].isin(states) & frame[gap].notna()
     return frame[keep & frame["width"].notna() & frame["dropout"].notna()]
+
+
+def nearest_controls(controls: pd.DataFrame, width: float) -> pd.DataFrame:
+    """The dropout-0 trials at the smallest log2 width distance from ``width``, if that is at
+    most one octave (empty otherwise)."""
+    distance = (np.log2(controls["width"]) - math.log2(width)).abs()
+    return controls[(distance <= distance.min() + 1e-9) & (distance <= 1.0)]
 
 
 def band_sentences(reduction: pd.DataFrame, gap: str = "the gap") -> list[str]:

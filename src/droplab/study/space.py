@@ -16,6 +16,7 @@ from droplab import metrics
 from droplab.config.identity import to_dict
 from droplab.config.params import Param
 from droplab.config.schema import Config
+from droplab.fit.trainer import TrialStopped
 
 
 def suggest(trial: optuna.trial.BaseTrial, space: Mapping[str, Param]) -> dict[str, Any]:
@@ -24,11 +25,15 @@ def suggest(trial: optuna.trial.BaseTrial, space: Mapping[str, Param]) -> dict[s
 
 
 def fingerprint(cfg: Config) -> str:
-    """What a study's stored trials depend on: the space and the objectives (JSON, sorted)."""
-    return json.dumps(
-        {"space": to_dict(cfg.study)["space"], "objectives": list(cfg.study.objectives)},
-        sort_keys=True,
-    )
+    """What a study's stored trials depend on: the space and the objectives, and with
+    ``study.seeds`` the seeds and their aggregate (JSON, sorted)."""
+    stored: dict[str, Any] = {
+        "space": to_dict(cfg.study)["space"],
+        "objectives": list(cfg.study.objectives),
+    }
+    if cfg.study.seeds is not None:  # absent otherwise: studies made before seeds still match
+        stored.update(seeds=list(cfg.study.seeds), aggregate=cfg.study.aggregate)
+    return json.dumps(stored, sort_keys=True)
 
 
 def directions(cfg: Config) -> list[optuna.study.StudyDirection]:
@@ -98,3 +103,11 @@ def baseline_params(cfg: Config) -> list[dict[str, Any]]:
         widths = [cfg.model.width]
     rows = [{"model.dropout": 0.0, "model.width": w} for w in widths]
     return [{k: v for k, v in row.items() if k in space} for row in rows]
+
+
+def report_epoch(trial: optuna.Trial, epoch: int, value: float, label: str) -> None:
+    """Report the objective's value at ``epoch``; raise :class:`TrialStopped` when the pruner
+    says so (``label`` says what was seen, for the run's reason)."""
+    trial.report(value, epoch)
+    if trial.should_prune():
+        raise TrialStopped(f"pruned at epoch {epoch} ({label})")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -15,15 +15,15 @@ from optuna.trial import FrozenTrial, TrialState
 from droplab import metrics, tags
 from droplab.config.load import with_overrides
 from droplab.config.schema import Config, ConfigError
-from droplab.data.splits import Dataset
+from droplab.data.splits import Dataset, prepare
 from droplab.fit.trainer import EpochHook, TrialStopped
 from droplab.optuna_compat import heartbeat
 from droplab.progress import epoch_bar
-from droplab.study import space
+from droplab.study import seeds, space
 from droplab.study.close import StudyFailed
 from droplab.study.trials import first_direction, trial_name
 from droplab.tracking.connect import check_server
-from droplab.tracking.runs import RunSpec, TrackedFit, failure_reason, run_fit
+from droplab.tracking.runs import RunSpec, failure_reason, run_fit
 from droplab.tracking.store import Tracker
 
 
@@ -36,6 +36,18 @@ class WorkerSpec:
     parent_id: str | None
     max_attempts: int
     progress: bool = False
+    datasets: dict[int, Dataset] = field(default_factory=dict)  # study.seeds: splits by seed
+    seed_hooks: Mapping[int, Sequence[EpochHook]] = field(default_factory=dict)  # tests
+
+
+@dataclass
+class _Trained:
+    """What a trial's training left to tell Optuna: its run, summary, values, best weights."""
+
+    run_id: str
+    summary: dict[str, float]
+    values: list[float]
+    best_state: dict[str, torch.Tensor]
 
 
 def run_trial(
@@ -50,8 +62,8 @@ def run_trial(
     cfg = with_overrides(worker.cfg, overrides)
     # a trial that changes the data or the seed prepares its own
     trial_data = None if any(k.startswith("data.") or k == "seed" for k in overrides) else data
-    hooks = [_pruning_hook(cfg, trial)] if _prunes(cfg) else []
-    if worker.progress:
+    hooks = [_pruning_hook(cfg, trial)] if _prunes(cfg) and not cfg.study.seeds else []
+    if worker.progress and not cfg.study.seeds:
         hooks.append(epoch_bar(cfg.train.epochs, f"trial {trial.number}"))
     spec = RunSpec(
         kind=tags.KIND_TRIAL,
@@ -63,7 +75,13 @@ def run_trial(
     )
     try:
         with heartbeat(study, trial):
-            tracked = run_fit(cfg, tracker, spec, hooks=hooks, data=trial_data)
+            if cfg.study.seeds:
+                trained = _train_seeds(worker, cfg, tracker, spec, trial, overrides)
+            else:
+                tracked = run_fit(cfg, tracker, spec, hooks=hooks, data=trial_data)
+                summary, best_state = tracked.result.summary, dict(tracked.result.best_state)
+                values = [summary.get(o, math.nan) for o in cfg.study.objectives]
+                trained = _Trained(tracked.run_id, summary, values, best_state)
     except TrialStopped:
         study.tell(trial, state=TrialState.PRUNED)
         return TrialState.PRUNED
@@ -79,7 +97,35 @@ def run_trial(
                 "kept: run the same command again once the tracking server answers"
             ) from None
         return TrialState.FAIL
-    return _tell_complete(cfg, study, trial, tracker, tracked)
+    return _tell_complete(cfg, study, trial, tracker, trained)
+
+
+def _train_seeds(
+    worker: WorkerSpec,
+    cfg: Config,
+    tracker: Tracker,
+    spec: RunSpec,
+    trial: optuna.Trial,
+    overrides: Mapping[str, object],
+) -> _Trained:
+    """Every ``study.seeds`` seed of the trial; the values are their aggregate."""
+    own_data = any(k.startswith("data.") for k in overrides)
+
+    def data_for(seed_cfg: Config) -> Dataset:
+        if own_data:
+            return prepare(seed_cfg.data, seed_cfg.seed)
+        if seed_cfg.seed not in worker.datasets:
+            worker.datasets[seed_cfg.seed] = prepare(seed_cfg.data, seed_cfg.seed)
+        return worker.datasets[seed_cfg.seed]
+
+    done = seeds.train_seeds(
+        cfg, tracker, spec, trial, data_for, worker.progress, worker.seed_hooks
+    )
+    per_seed = done.values(cfg.study.objectives)
+    trial.set_user_attr(tags.SEED_VALUES, {str(s): v for s, v in per_seed.items()})
+    trial.set_user_attr(tags.SEED_SUMMARIES, {str(s): v for s, v in done.summaries.items()})
+    values = seeds.aggregate(cfg, per_seed)
+    return _Trained(done.run_id, done.summary, values, done.best_state)
 
 
 def _tracking_lost(tracker: Tracker) -> str | None:
@@ -98,20 +144,19 @@ def _tell_complete(
     study: optuna.Study,
     trial: optuna.Trial,
     tracker: Tracker,
-    tracked: TrackedFit,
+    trained: _Trained,
 ) -> TrialState:
-    summary = tracked.result.summary
-    values = [summary.get(o, math.nan) for o in cfg.study.objectives]
-    trial.set_user_attr(tags.SUMMARY, summary)
+    values = trained.values
+    trial.set_user_attr(tags.SUMMARY, trained.summary)
     bad = [o for o, v in zip(cfg.study.objectives, values, strict=True) if not math.isfinite(v)]
     if bad:
         reason = f"objective {bad[0]} is {values[cfg.study.objectives.index(bad[0])]}"
         trial.set_user_attr(tags.FAIL_REASON, reason)
-        tracker.end(tracked.run_id, tags.FAILED, tags.FAIL, reason)
+        tracker.end(trained.run_id, tags.FAILED, tags.FAIL, reason)
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if _worth_keeping(study, values):
-        _save_model(tracker, tracked)
+        _save_model(tracker, trained)
         trial.set_user_attr(tags.MODEL, tags.MODEL_FILE)
     study.tell(trial, values)
     return TrialState.COMPLETE
@@ -129,11 +174,12 @@ def _worth_keeping(study: optuna.Study, values: list[float]) -> bool:
     return metrics.as_cost(direction, values[0]) < metrics.as_cost(direction, best)
 
 
-def _save_model(tracker: Tracker, tracked: TrackedFit) -> None:
+def _save_model(tracker: Tracker, trained: _Trained) -> None:
+    """The weights the objective scored (with ``study.seeds``, the first seed's)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / tags.MODEL_FILE
-        torch.save(tracked.result.best_state, path)  # the weights the objective scored
-        tracker.log_artifact(tracked.run_id, path)
+        torch.save(trained.best_state, path)
+        tracker.log_artifact(trained.run_id, path)
 
 
 def _prunes(cfg: Config) -> bool:
@@ -151,9 +197,7 @@ def _pruning_hook(cfg: Config, trial: optuna.Trial) -> EpochHook:
         if running_best and best and not metrics.is_better(source, value, best[-1]):
             value = best[-1]
         best.append(value)
-        trial.report(value, epoch)
-        if trial.should_prune():
-            raise TrialStopped(f"pruned at epoch {epoch} ({source}={values[source]:.4f})")
+        space.report_epoch(trial, epoch, value, f"{source}={values[source]:.4f}")
 
     return report
 
@@ -164,6 +208,9 @@ def run_closer(tracker: Tracker) -> Callable[[FrozenTrial, str], None]:
     def close(trial: FrozenTrial, reason: str) -> None:
         run_id = trial.user_attrs.get(tags.RUN_ID)
         if run_id:
+            # with study.seeds, the seed runs the dead worker left open under it too
+            for child in tracker.find_runs({tags.PARENT: str(run_id)}, status=tags.RUNNING):
+                tracker.end(child.id, tags.FAILED, tags.FAIL, reason)
             tracker.end(str(run_id), tags.FAILED, tags.FAIL, reason)
 
     return close

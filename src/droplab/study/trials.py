@@ -73,6 +73,10 @@ def trials_frame(study: optuna.Study, cfg: Config | None = None) -> pd.DataFrame
                 "fail_reason": t.user_attrs.get(tags.FAIL_REASON),
                 "model_artifact": bool(t.user_attrs.get(tags.MODEL)),
                 "values": tuple(t.values) if t.values else None,
+                # study.seeds: {seed: summary}, for CIs over seeds (empty: one seed a trial)
+                "seed_summaries": {
+                    int(s): v for s, v in (t.user_attrs.get(tags.SEED_SUMMARIES) or {}).items()
+                },
             }
         )
     empty = ["number", "state", "dropout", "width", *metrics.SUMMARY_KEYS, "fail_reason"]
@@ -157,7 +161,9 @@ def load_trial_model(cfg: Config, tracker: Tracker, trial: FrozenTrial) -> Trial
         RunNotFound: the null tracker (it stores nothing); a real store raises its own error
             for a missing artifact.
     """
-    trial_cfg = with_overrides(cfg, dict(trial.params))
+    # with study.seeds, the trial saved its first seed's weights (trial.py, _save_model)
+    seed = {"seed": cfg.study.seeds[0]} if cfg.study.seeds else {}
+    trial_cfg = with_overrides(cfg, {**trial.params, **seed})
     data = prepare(trial_cfg.data, trial_cfg.seed)
     model = build_model(trial_cfg, data)
     with tempfile.TemporaryDirectory() as tmp:

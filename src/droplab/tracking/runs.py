@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,17 @@ class RunSpec:
     manifest_extra: Mapping[str, Any] = field(default_factory=dict)
     start_time: float | None = None
     end_time: float | None = None
+
+
+def stacked_spec(spec: RunSpec, size: int, start: float, end: float) -> RunSpec:
+    """A member's run trained in a stack of ``size``: tagged so, dated when the stack trained."""
+    return replace(
+        spec,
+        tags={**spec.tags, tags.VECTORIZED: "true", tags.STACK_SIZE: str(size)},
+        manifest_extra={"vectorized": {"stacked": True, "stack_size": size}},
+        start_time=start,
+        end_time=end,
+    )
 
 
 @dataclass
@@ -178,11 +189,17 @@ _RUN_FOR_STATE = {
 }
 
 
-def reconcile_runs(tracker: Tracker, parent_id: str, states: Mapping[str, str]) -> int:
+def reconcile_runs(
+    tracker: Tracker,
+    parent_id: str,
+    states: Mapping[str, str],
+    where: Mapping[str, str] | None = None,
+) -> int:
     """Close child runs left RUNNING whose trial has ended (e.g. the store was down when it
-    ended); ``states`` maps trial numbers (as tag strings) to Optuna state names."""
+    ended); ``states`` maps trial numbers (as tag strings) to Optuna state names. ``where``
+    selects other runs than the children of ``parent_id`` (a study's seed runs)."""
     closed = 0
-    for child in tracker.find_runs({tags.PARENT: parent_id}, status=tags.RUNNING):
+    for child in tracker.find_runs(where or {tags.PARENT: parent_id}, status=tags.RUNNING):
         state = states.get(child.tags.get(tags.TRIAL_NUMBER_TAG, ""), tags.RUNNING)
         if state in (tags.RUNNING, tags.WAITING):
             continue

@@ -33,9 +33,8 @@ all. On CUDA the stack runs, but ``fit``'s fused dropout kernel draws other mask
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -77,6 +76,11 @@ _SECTIONS = ("seed", "data", "model", "train")
 
 
 STACK_MAX_WIDTH = 256
+
+
+GroupHook = Callable[[int, Mapping[int, Mapping[str, float]]], None]
+"""Called once per epoch with ``{member index: record}`` of every living member; what it
+raises stops every living member at that epoch (e.g. pruning on the mean over seeds)."""
 
 
 # Lightning's _check_dataloader_iterable calls iter() on the loader before the first epoch.
@@ -268,20 +272,20 @@ def _close_epoch(stack: kernels.Stack, members: list[_Member], start: float) -> 
             member.seconds = time.perf_counter() - start
 
 
-@contextlib.contextmanager
-def _unfilled_allocations() -> Iterator[None]:
-    """Skip the NaN fill of every new tensor that deterministic mode asks for: a debugging
-    aid that costs the stack ~10% (its masks and copies are fresh each step) and changes no
-    result, as no kernel reads memory it has not written."""
-    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
-    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+def _close_group(members: list[_Member], group_hook: GroupHook | None, start: float) -> None:
+    living = {i: m.lit.history[-1] for i, m in enumerate(members) if m.error is None}
+    if group_hook is None or not living:
+        return
     try:
-        yield
-    finally:
-        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+        group_hook(len(members[min(living)].lit.history), living)
+    except Exception as exc:  # noqa: BLE001 - stops every living member, as its own hook would
+        for i in living:
+            members[i].error, members[i].seconds = exc, time.perf_counter() - start
 
 
-def _fit_stack(members: list[_Member], threads: int) -> list[MemberResult]:
+def _fit_stack(
+    members: list[_Member], threads: int, group_hook: GroupHook | None = None
+) -> list[MemberResult]:
     cfg = members[0].cfg
     stack = kernels.Stack(
         [m.lit.model for m in members], [m.cfg.model.input_dropout for m in members]
@@ -290,12 +294,13 @@ def _fit_stack(members: list[_Member], threads: int) -> list[MemberResult]:
     optimizer = kernels.optimizer(list(stack.parameters()), cfg.train, foreach=True)
     rows = _Rows(members)
     start = time.perf_counter()
-    with _unfilled_allocations():
+    with kernels.unfilled_allocations():
         for _ in range(cfg.train.epochs):
             if all(m.error is not None for m in members):
                 break
             _train_epoch(stack, members, rows, optimizer)
             _close_epoch(stack, members, start)
+            _close_group(members, group_hook, start)
     end = time.perf_counter() - start
     return [_result(m, threads, end, len(members)) for m in members]
 
@@ -345,6 +350,7 @@ def fit_members(
     cfgs: Sequence[Config],
     hooks_per_member: Sequence[Sequence[EpochHook]] | None = None,
     data: Sequence[Dataset | None] | None = None,
+    group_hook: GroupHook | None = None,
 ) -> list[MemberResult]:
     """Train stackable configs as one stacked model; each member equals ``fit(cfg)``.
 
@@ -352,6 +358,9 @@ def fit_members(
         cfgs: configs for which :func:`can_stack` holds.
         hooks_per_member: each member's epoch hooks (as ``fit``'s ``hooks``).
         data: each member's prepared splits (``None``: loaded from its config).
+        group_hook: called once per epoch of the stack with every living member's record,
+            after their own hooks (:data:`GroupHook`); not called where the members train
+            one by one (``stacked == 1``): each has finished before the next starts.
 
     Returns:
         One result per config, in order. ``seconds`` is the stack's wall time (shared by all
@@ -379,7 +388,7 @@ def fit_members(
         idx = [i for i, d in enumerate(splits) if len(d.x_train) == rows]
         members = [_member(cfgs[i], splits[i], hooks[i], device) for i in idx]
         if len(members) > 1 and _exact(members, threads):
-            done = _fit_stack(members, threads)
+            done = _fit_stack(members, threads, group_hook)
         else:  # one member, or no exact stack here: fit itself is the per-member path
             done = [_fit_alone(cfgs[i], splits[i], hooks[i]) for i in idx]
         for i, result in zip(idx, done, strict=True):
