@@ -111,7 +111,7 @@ def test_max_norm_bound_holds_after_every_optimizer_step(tmp_path: Path) -> None
     def watch(module: nn.Module, _: tuple[torch.Tensor, ...]) -> None:
         # before each forward the weights are those the last step (and renorm) left
         if isinstance(module, nn.Linear) and module.out_features == 16 and module.training:
-            seen.append(float(module.weight.norm(dim=1).max()))
+            seen.append(float(module.weight.detach().norm(dim=1).max()))
 
     handle = nn.modules.module.register_module_forward_pre_hook(watch)
     try:
