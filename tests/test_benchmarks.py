@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -10,15 +11,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = (
-    "overhead",
-    "bookkeeping",
-    "workers",
-    "pruning",
-    "memory",
-    "vectorized",
-    "seeds_in_studies",
-)
+
+
+def _listed_scripts() -> tuple[str, ...]:
+    """``benchmarks/run.py``'s SCRIPTS (read, not imported: run.py imports its siblings)."""
+    tree = ast.parse((REPO / "benchmarks" / "run.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SCRIPTS":
+            return tuple(ast.literal_eval(node.value))
+    raise AssertionError("benchmarks/run.py has no SCRIPTS")
+
+
+SCRIPTS = _listed_scripts()
 
 
 @pytest.mark.slow
