@@ -126,7 +126,7 @@ def apply_max_norm(model: nn.Module, max_norm: float) -> None:
 
 def concrete_rates(model: nn.Module) -> list[float]:
     """The learned rate of each concrete dropout layer, in order."""
-    return [float(m.rate) for m in model.modules() if isinstance(m, ConcreteDropout)]
+    return [float(m.rate.detach()) for m in model.modules() if isinstance(m, ConcreteDropout)]
 
 
 def concrete_penalty(model: nn.Module, n_train: int) -> torch.Tensor | None:
