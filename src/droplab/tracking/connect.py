@@ -3,6 +3,7 @@ store."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from droplab.config.identity import first_line, mask_secrets
@@ -46,7 +47,7 @@ def unwritable(path: Path) -> str | None:
     """Why ``path`` cannot be (made into) a folder droplab writes to, or None when it can."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".droplab-write-test"
+        probe = path / f".droplab-write-test-{os.getpid()}"  # workers start together
         probe.touch()
         probe.unlink()
     except OSError as exc:
