@@ -26,7 +26,7 @@ from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
 from droplab.fit.trainer import fit
 from droplab.tracking.connect import read_store
-from droplab.tracking.provenance import git_state
+from droplab.tracking.provenance import cpu_model, git_state
 from droplab.tracking.store import LoggedRun, RunNotFound, Tracker
 
 EXIT_MATCH, EXIT_MISMATCH = 0, 1
@@ -131,6 +131,8 @@ def _replay_config(store: Tracker, run: LoggedRun) -> tuple[Config, list[str]]:
     if manifest.get("threads"):
         overrides["train.threads"] = int(manifest["threads"])  # float sums depend on threads
     overrides["train.device"] = _device(str(manifest.get("device", "cpu")), notes)
+    # what train.precision resolved to when it ran (auto depends on the machine); none: 32
+    overrides["train.precision"] = str(manifest.get("precision", "32"))
     if run.status == tags.KILLED:  # pruned: replay the epochs it ran
         epochs = len(store.metric_history(run.id, metrics.VAL_LOSS))
         overrides["train.epochs"] = max(1, epochs)
@@ -187,6 +189,13 @@ def _drift_notes(manifest: Mapping[str, Any], labels: Mapping[str, str], cfg: Co
             notes.append(f"{name} {version} at run time, {_version(name)} now")
     if str(manifest.get("device", "cpu")).startswith("cuda"):
         notes.append("the run used CUDA; bitwise equality is only promised on CPU")
+    logged_cpu, cpu = manifest.get("cpu_model"), cpu_model()
+    if logged_cpu != cpu:
+        was = f"on {logged_cpu}" if logged_cpu else "on a CPU the manifest does not name"
+        notes.append(
+            f"logged {was}, replayed on {cpu}: float32 kernels may round apart in the last bits "
+            "(--tolerance 1e-6 compares at that level)"
+        )
     return notes
 
 

@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--tracking-uri", default=None, help="default: the MLflow store under paths.runs"
     )
+    replay.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest absolute difference taken as a match (default 0: bit for bit); e.g. 1e-6 "
+        "for a run logged on another CPU model",
+    )
     ui = sub.add_parser("ui", help="MLflow UI and optuna-dashboard on 127.0.0.1")
     ui.add_argument("args", nargs="*", help="[EXP.yaml] [key=value ...]")
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
@@ -115,7 +122,7 @@ def _replay(ns: argparse.Namespace) -> int:
     from droplab.cli.summaries import print_replay
     from droplab.replay import replay
 
-    result = replay(ns.run_id, ns.tracking_uri)
+    result = replay(ns.run_id, ns.tracking_uri, ns.tolerance)
     print_replay(result)
     return result.exit_code
 

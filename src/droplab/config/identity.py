@@ -90,6 +90,7 @@ _LATER_KEYS: dict[str, Any] = {
     "data.missing": "refuse",
     "train.loss": "mse",
     "train.tau": None,
+    "train.precision": "32",
 }
 
 

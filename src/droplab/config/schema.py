@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from droplab import metrics
 from droplab.config.base import ConfigError as ConfigError  # re-exported: its usual home
@@ -33,6 +33,11 @@ Rate = Annotated[Float, Field(ge=0, lt=1)]
 """A drop probability."""
 
 Positive = Annotated[Float, Field(gt=0)]
+
+# ``train.precision``: YAML reads ``32`` as a number; it names the same setting as "32".
+Precision = Annotated[
+    Literal["32", "bf16-mixed", "auto"], BeforeValidator(lambda v: "32" if v == 32 else v)
+]
 
 
 def _non_blank(text: str) -> str:
@@ -122,6 +127,7 @@ class TrainConfig(Frozen):
     max_seconds: Positive | None = None
     predict: Seq[Seq[Float]] = ()
     label_smoothing: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    precision: Precision = "32"
 
 
 class EvalConfig(Frozen):

@@ -23,7 +23,7 @@ from droplab import interrupts, metrics
 from droplab.config.schema import Config, ConfigError
 from droplab.data.batches import Batches
 from droplab.data.splits import Dataset, prepare
-from droplab.fit.lit_module import Extras, LitMLP
+from droplab.fit.lit_module import BF16, Extras, LitMLP
 from droplab.fit.model import MLP
 
 EpochHook = Callable[[int, Mapping[str, float]], None]
@@ -50,6 +50,8 @@ class FitResult:
     seconds: float
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     """The weights at ``best/epoch`` (CPU copies); ``model`` holds the last epoch's."""
+    precision: str = "32"
+    """What ``train.precision`` resolved to: ``32`` or ``bf16-mixed``."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,6 +61,29 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+# Below this width bfloat16 does not pay on CPU: the casts cost what the faster products save
+# (README "Precision": one training step at widths 32-1024, AVX-512 BF16 + AMX).
+AUTO_BF16_MIN_WIDTH = 512
+
+
+def resolve_precision(cfg: Config) -> str:
+    """``train.precision``: ``auto`` is bf16-mixed where the device multiplies bfloat16
+    natively (CUDA with bf16; a CPU with AVX-512 BF16 or AMX, from width
+    ``AUTO_BF16_MIN_WIDTH``), else 32."""
+    setting = cfg.train.precision
+    if setting != "auto":
+        return setting
+    if resolve_device(cfg.train.device).type == "cuda":
+        return BF16 if torch.cuda.is_bf16_supported() else "32"
+    return BF16 if cfg.model.width >= AUTO_BF16_MIN_WIDTH and native_cpu_bf16() else "32"
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX tiles)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def thread_count(cfg: Config) -> int:
@@ -137,6 +162,7 @@ def fit(
     data = (data or prepare(cfg.data, cfg.seed)).to(device)
     check_monitor(cfg, data)
     seed_all(cfg.seed, cfg.train.deterministic)
+    precision = resolve_precision(cfg)
     module = LitMLP(
         build_model(cfg, data),
         data.n_classes,
@@ -146,6 +172,7 @@ def fit(
         pos_weight=positive_weight(cfg, data),
         extras=Extras.of(cfg),
         target_std=data.target_std,
+        precision=precision,
     )
     start = time.perf_counter()
     best_state: dict[str, torch.Tensor] = {}
@@ -171,6 +198,7 @@ def fit(
         threads=threads,
         seconds=time.perf_counter() - start,
         best_state=best_state,
+        precision=precision,
     )
 
 

@@ -98,11 +98,15 @@ def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": result.device,
+        "precision": result.precision,
         "threads": result.threads,
         "interop_threads": torch.get_num_interop_threads(),
         "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
         # CPU kernels differ by instruction set (AVX2 vs AVX-512): floats can differ with it.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # and by CPU model at one capability (AMD EPYC vs Intel Xeon, both AVX-512: MKL/oneDNN
+        # pick other kernels): the last bits of a float32 sum can differ between them.
+        "cpu_model": cpu_model(),
         "cuda": _cuda_facts(),
         "command": sys.argv,
         "deterministic": {
@@ -112,6 +116,20 @@ def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
         },
         "config": public_dict(cfg),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _cuda_facts() -> dict[str, Any] | None:

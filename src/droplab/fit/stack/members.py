@@ -56,6 +56,7 @@ from droplab.fit.trainer import (
     keep_best,
     positive_weight,
     resolve_device,
+    resolve_precision,
     seed_all,
     thread_count,
     time_budget,
@@ -109,10 +110,10 @@ def _shape_key(cfg: Config) -> str:
 
 def stack_exact(cfg: Config) -> bool:
     """Whether the stacked kernels implement ``cfg``: constant Bernoulli dropout only (no other
-    kind, schedule, max-norm, norm layer, label smoothing or MC); others train one by one."""
-    m, plain = cfg.model, ("bernoulli", "constant", None, "none", 0.0, 0)
-    extras = (m.dropout_kind, m.dropout_schedule, m.max_norm, m.norm)
-    return (*extras, cfg.train.label_smoothing, cfg.eval.mc_samples) == plain
+    kind, schedule, max-norm, norm layer, label smoothing, MC or bfloat16); others train alone."""
+    m, plain = cfg.model, ("bernoulli", "constant", None, "none", 0.0, 0, "32")
+    extras = (m.dropout_kind, m.dropout_schedule, m.max_norm, m.norm, cfg.train.label_smoothing)
+    return (*extras, cfg.eval.mc_samples, resolve_precision(cfg)) == plain
 
 
 def can_stack(cfgs: Sequence[Config]) -> bool:
@@ -342,6 +343,7 @@ def _fit_alone(cfg: Config, data: Dataset, hooks: Sequence[EpochHook]) -> Member
             threads=thread_count(cfg),
             seconds=time.perf_counter() - start,
             error=exc,
+            precision=resolve_precision(cfg),
         )
     return MemberResult(**{f: getattr(result, f) for f in FitResult.__dataclass_fields__})
 
