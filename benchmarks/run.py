@@ -26,6 +26,7 @@ SCRIPTS = (
     "memory",
     "vectorized",
     "seeds_in_studies",
+    "arithmetic",
 )
 
 
