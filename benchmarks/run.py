@@ -26,6 +26,7 @@ SCRIPTS = (
     "memory",
     "vectorized",
     "seeds_in_studies",
+    "short_runs",
 )
 
 
