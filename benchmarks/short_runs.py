@@ -150,7 +150,7 @@ def rows_of(whole: list[dict[str, Any]], quick: dict[str, Any], args: Any) -> li
             tracked = name.endswith(" tracked")
             rows.append(
                 [
-                    f"droplab train, {args.rows} rows x {args.epochs} epochs, width {w['width']}"
+                    f"droplab train, {args.rows} rows x {args.epochs} epoch(s), width {w['width']}"
                     + ("" if tracked else ", tracking off"),
                     f"{m[name]:.2f} s (cpu {cpu[name]:.2f})",
                     f"plain loop {m[plain]:.2f} s (cpu {cpu[plain]:.2f})",
