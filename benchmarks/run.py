@@ -27,6 +27,7 @@ SCRIPTS = (
     "vectorized",
     "seeds_in_studies",
     "arithmetic",
+    "short_runs",
 )
 
 

@@ -87,7 +87,8 @@ def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 # Each command validates its config before it imports torch, Lightning and MLflow (seconds):
-# a refusal, --help and `droplab config` stay well under a second.
+# a refusal, --help and `droplab config` stay well under a second. The commands that use
+# Optuna quiet its logger once their config is valid (importing Optuna resets it).
 
 
 def _train(ns: argparse.Namespace) -> int:
@@ -102,6 +103,7 @@ def _train(ns: argparse.Namespace) -> int:
 
 def _study(ns: argparse.Namespace) -> int:
     cfg = load_config(ns.experiment, ns.args)
+    runtime.quiet_optuna()
     from droplab.cli.summaries import print_study
     from droplab.study.run import run
 
@@ -111,6 +113,7 @@ def _study(ns: argparse.Namespace) -> int:
 
 def _compare(ns: argparse.Namespace) -> int:
     cfg = load_config(ns.experiment, ns.args)
+    runtime.quiet_optuna()
     from droplab.cli.summaries import print_comparison
     from droplab.compare.run import run_comparison
 
@@ -119,6 +122,7 @@ def _compare(ns: argparse.Namespace) -> int:
 
 
 def _replay(ns: argparse.Namespace) -> int:
+    runtime.quiet_optuna()
     from droplab.cli.summaries import print_replay
     from droplab.replay import replay
 
@@ -129,6 +133,7 @@ def _replay(ns: argparse.Namespace) -> int:
 
 def _report(ns: argparse.Namespace) -> int:
     cfg = load_config(ns.experiment, ns.args)
+    runtime.quiet_optuna()
     from droplab.compare.report import write_comparison_report
     from droplab.study.report import write_report
 
@@ -141,6 +146,7 @@ def _report(ns: argparse.Namespace) -> int:
 def _ui(ns: argparse.Namespace) -> int:
     experiment, overrides = _split_args(ns.args)
     cfg = load_config(experiment, overrides)
+    runtime.quiet_optuna()
     from droplab.ui import serve
 
     return serve(cfg, ns.host, ns.port, ns.dashboard_port)
@@ -160,6 +166,7 @@ def _verify(ns: argparse.Namespace) -> int:
 
     _, overrides = _split_args(ns.args)
     load_config(None, overrides)  # a bad override stops here: one line, exit 2
+    runtime.quiet_optuna()
     return verify(ns.quick, overrides)
 
 
@@ -206,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage line
         return EXIT_OK if exc.code == 0 else EXIT_BAD_INPUT
-    runtime.setup()
+    runtime.setup(optuna=False)  # the commands that use Optuna quiet it themselves
     interrupts.install()
     try:
         return COMMANDS[ns.command](ns)
@@ -236,5 +243,5 @@ def _resume_hint(ns: argparse.Namespace) -> str:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: the process ends as soon as the command is done."""
+    runtime.exit_now(main())

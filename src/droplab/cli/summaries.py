@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from droplab import metrics
-from droplab.compare.results import ComparisonOutcome
 from droplab.config.identity import mask_secrets
 from droplab.config.paths import storage_source, tracking_source, tracking_uri, ui_hint
 from droplab.config.schema import Config
-from droplab.data.splits import Dataset
 from droplab.fit.trainer import predict_proba
-from droplab.replay import ReplayResult
-from droplab.study.close import StudyOutcome
-from droplab.tracking.runs import TrackedFit
+
+# Types of what each command returns, for annotations only: importing the modules themselves
+# would load every command's dependencies (SciPy's statistics, Optuna) into each command.
+if TYPE_CHECKING:
+    from droplab.compare.results import ComparisonOutcome
+    from droplab.data.splits import Dataset
+    from droplab.replay import ReplayResult
+    from droplab.study.close import StudyOutcome
+    from droplab.tracking.runs import TrackedFit
 
 
 def print_train(cfg: Config, tracked: TrackedFit) -> None:
