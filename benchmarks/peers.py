@@ -96,9 +96,7 @@ class Outcome:
 
 def check_space(cfg: Config) -> None:
     """The peers hard-code the main study's space; stop if the experiment moved it."""
-    space = {
-        key: (param.low, param.high, param.log) for key, param in cfg.study.space.items()
-    }  # fmt: skip
+    space = {key: (p.low, p.high, p.log) for key, p in cfg.study.space.items()}
     if space != SPACE:
         raise SystemExit(f"{EXPERIMENT}: study.space is {space}, the peers search {SPACE}")
 
