@@ -67,7 +67,7 @@ from droplab.config.schema import ConfigError
 from droplab.data.splits import prepare
 from droplab.study.storage import open_storage
 
-EXPERIMENT = "experiments/fraud_dropout_width.yaml"
+EXPERIMENT = str(common.REPO / "experiments" / "fraud_dropout_width.yaml")
 PEERS = Path(__file__).resolve().parent / "peers"
 RAY_VENV = common.REPO / "runs" / "bench" / "ray-venv"
 RAY_PACKAGES = ("ray[tune]", f"optuna=={metadata.version('optuna')}", "mlflow", "pandas")
@@ -248,6 +248,8 @@ def bf16_refusal(sizes: list[str]) -> str | None:
     try:
         load_config(EXPERIMENT, ["study.seeds=null", *sizes, BF16])
     except ConfigError as exc:
+        if "train.precision" not in str(exc):
+            raise
         return str(exc)
     return None
 
