@@ -15,6 +15,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
@@ -197,3 +198,50 @@ def finish(args: argparse.Namespace, name: str, text: str, figures: dict[str, An
         payload["loads"] = LOADS
         payload["table"] = text
         args.json.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += parents.get(p, [])
+        with contextlib.suppress(OSError):  # the process ended meanwhile
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1])
+    return total * os.sysconf("SC_PAGESIZE")
+
+
+def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float]:
+    """Run a child to its end, its output to ``log``; returns its wall seconds and peak RSS
+    in GB: of its largest process (``os.wait4``: the child and the descendants it reaped) and
+    of its whole process tree (the sum, sampled twice a second: Ray runs a dozen processes).
+    Raises if it fails, with the end of its log."""
+    peak = [0]
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                peak[0] = max(peak[0], tree_rss(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")
+    own = usage.ru_maxrss * 1024  # Linux reports KiB
+    return seconds, own / 1e9, max(peak[0], own) / 1e9

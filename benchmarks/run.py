@@ -2,9 +2,9 @@
 
 Each script runs in its own process (so one's imports and allocator do not bias another),
 prints its Markdown table, and writes its figures as JSON under ``--out``; this entry joins
-the tables, with the machine and versions, into ``<out>/results.md``. The defaults take about
-half an hour on 2 cores; ``--repeats 3`` or ``--only overhead memory`` take less, ``--tiny``
-seconds per script (what CI runs).
+the tables, with the machine and versions, into ``<out>/results.md``. The defaults take hours
+on 2 cores (``peers`` alone an estimated 1.5-2 h); ``--repeats 3`` or ``--only overhead
+memory`` take less, ``--tiny`` seconds per script (what CI runs).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SCRIPTS = (
     "seeds_in_studies",
     "arithmetic",
     "short_runs",
+    "peers",
 )
 
 
