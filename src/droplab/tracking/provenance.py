@@ -79,22 +79,16 @@ _PACKAGES = (
 
 def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
     """Everything needed to reproduce a run's numbers, and to know when they cannot match."""
-    import importlib.metadata
     import platform
 
     commit, dirty = git_state()
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions = package_versions()
     return {
         "config_hash": config_hash(cfg),
         "data_digest": result.data.digest,
         "data_source": result.data.source,
         "git": {"commit": commit, "dirty": dirty},
-        "packages": versions,
+        "packages": dict(versions),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": result.device,
@@ -112,6 +106,21 @@ def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
         },
         "config": public_dict(cfg),
     }
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """The installed version of each package that can change a run's numbers (read once per
+    process: a comparison writes one manifest per seed run, each read costs ~10 ms)."""
+    import importlib.metadata
+
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def _cuda_facts() -> dict[str, Any] | None:
