@@ -6,7 +6,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.axes import Axes
@@ -88,7 +87,8 @@ def _picture(units: int, rows: int) -> _Picture:
     """The figure with its axes, ticks, legend and colorbar, built once per shape and redrawn
     with each model's numbers: building those is ~40% of drawing a fresh figure, and a
     comparison draws one per seed run."""
-    fig, axes = plt.subplots(2, 2, figsize=(13, 7))
+    fig = Figure(figsize=(13, 7))  # not pyplot's: kept open, and no plt.close("all") ends it
+    axes = fig.subplots(2, 2)
     zeros = np.zeros(units)
     # vlines: one artist for all units (a bar chart is one patch per unit, ~1 s to draw)
     eval_lines = axes[0, 0].vlines(range(units), 0, zeros, color="tab:blue", lw=4)
