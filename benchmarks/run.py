@@ -25,6 +25,7 @@ SCRIPTS = (
     "pruning",
     "memory",
     "vectorized",
+    "compare_vectorized",
     "seeds_in_studies",
     "arithmetic",
     "short_runs",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from droplab.fit.activations import draw_activations
 from droplab.fit.model import MLP
 
 
@@ -65,3 +68,18 @@ def test_depth_must_match_rates() -> None:
     # a list of rates must name every hidden layer
     with pytest.raises(ValueError):
         MLP(4, 1, width=4, depth=2, dropout=[0.1])
+
+
+def test_the_activations_picture_of_a_model_does_not_depend_on_the_one_drawn_before(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    first, other = MLP(6, 1, 8, 2, 0.5), MLP(6, 1, 8, 2, 0.2)
+    x = torch.randn(16, 6)
+    a = draw_activations(first, x, 0, tmp_path / "a.png")
+    b = draw_activations(other, x * 3, 1, tmp_path / "b.png")
+    again = draw_activations(first, x, 0, tmp_path / "again.png")
+    # the figure is reused between pictures: the same model and rows give the same picture
+    assert a.read_bytes() == again.read_bytes()
+    # and another model's numbers, titles and scale do not leak into it
+    assert a.read_bytes() != b.read_bytes()

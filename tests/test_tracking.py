@@ -63,6 +63,20 @@ def test_runs_left_running_are_reconciled_on_the_next_start(tmp_path: Path) -> N
     assert load(cfg).trials[1].state.name == "COMPLETE"
 
 
+def test_a_logged_history_writes_every_epoch_past_mlflows_batch_limit(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(store, "history", str(tmp_path / "artifacts"))
+    run_id = tracker.start("r", "train", {}, None)
+    history = [{f"m{k}": float(epoch * k) for k in range(30)} for epoch in range(1, 41)]
+    tracker.log_history(run_id, history)  # 1200 values: more than one log_batch takes
+    # every value is written at its epoch (step), epochs numbered from 1
+    for key in ("m0", "m29"):
+        logged = tracker.client.get_metric_history(run_id, key)
+        assert sorted((m.step, m.value) for m in logged) == [
+            (e, history[e - 1][key]) for e in range(1, 41)
+        ]
+
+
 def test_epoch_writes_run_behind_the_fit_and_their_errors_surface(tmp_path: Path) -> None:
     from mlflow.exceptions import MlflowException
 

@@ -79,22 +79,16 @@ _PACKAGES = (
 
 def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
     """Everything needed to reproduce a run's numbers, and to know when they cannot match."""
-    import importlib.metadata
     import platform
 
     commit, dirty = git_state()
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions = package_versions()
     return {
         "config_hash": config_hash(cfg),
         "data_digest": result.data.digest,
         "data_source": result.data.source,
         "git": {"commit": commit, "dirty": dirty},
-        "packages": versions,
+        "packages": dict(versions),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": result.device,
@@ -118,6 +112,7 @@ def manifest(cfg: Config, result: FitResult) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
     import platform
@@ -130,6 +125,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """The installed version of each package that can change a run's numbers (read once per
+    process: a comparison writes one manifest per seed run, each read costs ~10 ms)."""
+    import importlib.metadata
+
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def _cuda_facts() -> dict[str, Any] | None:

@@ -162,23 +162,21 @@ def log_fitted(
 ) -> TrackedFit:
     """Log a fit that already ran (a member of a stacked fit) as :func:`run_fit` logs one.
 
-    The same run: tags, params, data input, one ``log_batch`` per epoch of ``result.history``,
-    then the summary and manifest and FINISHED; or, when ``error`` stopped the fit, the end
-    ``run_fit`` gives a fit that raised it, and ``error`` is raised. The run is created only
-    now, so a process killed while the fit trained leaves no run RUNNING; the spec's
-    ``start_time`` and ``end_time`` date it when the fit ran.
+    The same run: tags, params, data input, every epoch of ``result.history`` (in one
+    ``log_batch`` where the store takes it), then the summary and manifest and FINISHED; or,
+    when ``error`` stopped the fit, the end ``run_fit`` gives a fit that raised it, and
+    ``error`` is raised. The run is created only now, so a process killed while the fit
+    trained leaves no run RUNNING; the spec's ``start_time`` and ``end_time`` date it when the
+    fit ran.
     """
     run_id = open_run(cfg, tracker, result.data, spec)
-    seen: list[dict[str, float]] = []
-    log = _epoch_logger(tracker, run_id, seen)
     try:
-        for epoch, values in enumerate(result.history, start=1):
-            log(epoch, values)
+        tracker.log_history(run_id, result.history)  # every epoch at once: fewer writes
         if error is not None:
             raise error
         close_run(cfg, tracker, run_id, spec, result)
     except BaseException as exc:
-        fail_run(cfg, tracker, run_id, spec, exc, seen)
+        fail_run(cfg, tracker, run_id, spec, exc, result.history)
         raise
     return TrackedFit(run_id, result)
 

@@ -27,6 +27,7 @@ from droplab.data.splits import Dataset
 from droplab.fit.model import MLP
 from droplab.tracking.models import log_logged_model
 
+_BATCH_METRICS = 1000  # MLflow's limit of metrics per log_batch
 _DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|IntegrityError", re.I)
 
 
@@ -74,6 +75,11 @@ class Tracker:
     def log_epoch(self, run_id: str, values: Mapping[str, float], step: int) -> None:
         """One epoch's metrics; the write may finish later, :meth:`flush` waits for it."""
         self.log_metrics(run_id, values, step)
+
+    def log_history(self, run_id: str, history: Sequence[Mapping[str, float]]) -> None:
+        """Every epoch of a fit that already ran (epoch ``i + 1`` at index ``i``)."""
+        for epoch, values in enumerate(history, start=1):
+            self.log_epoch(run_id, values, epoch)
 
     def flush(self) -> None:
         """Wait for the epoch writes still under way; raise the first that failed."""
@@ -209,6 +215,13 @@ class MlflowTracker(Tracker):
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="droplab-mlflow")
         self._pending.append(self._writer.submit(self._write, run_id, _metrics(values, step)))
+
+    def log_history(self, run_id: str, history: Sequence[Mapping[str, float]]) -> None:
+        """All the epochs in as few ``log_batch`` calls as MLflow accepts: a fit logged after
+        it ran (a stacked member) has no training to overlap one write per epoch with."""
+        batch = [m for step, values in enumerate(history, start=1) for m in _metrics(values, step)]
+        for i in range(0, len(batch), _BATCH_METRICS):
+            self.client.log_batch(run_id, metrics=batch[i : i + _BATCH_METRICS], synchronous=True)
 
     def _write(self, run_id: str, batch: list[Any]) -> None:
         if self._write_error is not None:  # the store failed: skip, do not retry every epoch
