@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from droplab.config import Config, load_config
 from droplab.data.splits import Dataset, prepare
+from droplab.fit.cores import worker_count
 from droplab.fit.model import MLP
 from droplab.fit.scoring import binary_scores
 
@@ -92,7 +93,7 @@ def plain_fit(
 def main(overrides: list[str]) -> None:
     """The plain process: config, data and the loop, with droplab's thread count."""
     cfg = load_config(None, overrides)
-    threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // cfg.study.workers)
+    threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // worker_count(cfg))
     cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     history = plain_fit(cfg, prepare(cfg.data, cfg.seed).to("cuda" if cuda else "cpu"), threads)
     print(f"plain loop: {len(history)} epochs, val/auprc {history[-1]['val/auprc']:.4f}")

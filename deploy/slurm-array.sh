@@ -29,6 +29,5 @@ exec srun --kill-on-bad-exit=1 droplab study experiments/fraud_dropout_width.yam
     study.storage=postgresql://droplab@db.internal:5432/droplab_optuna \
     tracking.uri=http://mlflow.internal:5000 \
     study.n_trials=200 \
-    "study.sampler_seed=$((1000 + SLURM_ARRAY_TASK_ID))" \
     "train.threads=${SLURM_CPUS_PER_TASK}" \
     "paths.runs=${RUNS}"

@@ -49,12 +49,12 @@ def study_name(cfg: Config) -> str:
 
 def study_storage(cfg: Config) -> str:
     """``study.storage``, else ``$OPTUNA_STORAGE``, else SQLite for one worker and a journal
-    file for several."""
+    file for several or ``auto`` (the same file whatever ``auto`` chooses on a machine)."""
     if cfg.study.storage:
         return cfg.study.storage
     if os.environ.get(STORAGE_ENV):
         return os.environ[STORAGE_ENV]
-    if cfg.study.workers > 1:
+    if cfg.study.workers == "auto" or cfg.study.workers > 1:
         return str(runs_dir(cfg) / "optuna.journal")
     return f"sqlite:///{runs_dir(cfg) / 'optuna.db'}"
 

@@ -23,6 +23,7 @@ from droplab import interrupts, metrics
 from droplab.config.schema import Config, ConfigError
 from droplab.data.batches import Batches
 from droplab.data.splits import Dataset, prepare
+from droplab.fit.cores import worker_count
 from droplab.fit.lit_module import BF16, Extras, LitMLP
 from droplab.fit.model import MLP
 
@@ -90,7 +91,7 @@ def thread_count(cfg: Config) -> int:
     """``train.threads``, or the cores shared out between study workers."""
     if cfg.train.threads > 0:
         return cfg.train.threads
-    return max(1, (os.cpu_count() or 1) // cfg.study.workers)
+    return max(1, (os.cpu_count() or 1) // worker_count(cfg))
 
 
 def configure_threads(n: int) -> None:

@@ -7,11 +7,8 @@ controls, run the workers, then summarise the study on its parent run.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import warnings
-import zlib
 
 import optuna
 from optuna.trial import TrialState
@@ -21,6 +18,7 @@ from droplab.config.identity import mask_secrets
 from droplab.config.paths import study_name
 from droplab.config.schema import Config, ConfigError
 from droplab.data.splits import prepare
+from droplab.fit.cores import worker_count
 from droplab.fit.trainer import check_monitor
 from droplab.study import space, storage
 from droplab.study.close import StudyOutcome, summarize_study
@@ -55,8 +53,8 @@ def run(cfg: Config, progress: bool = False) -> StudyOutcome:
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING}
     try:
         worker = WorkerSpec(cfg, url, parent_id, max_attempts=remaining, progress=progress)
-        if cfg.study.workers > 1 and remaining > 0:
-            run_processes(worker, study)
+        if worker_count(cfg) > 1 and remaining > 0:
+            run_processes(worker, study, tracker, data)
         elif remaining > 0:
             work(worker, study, tracker, data)
     except BaseException as exc:
@@ -76,7 +74,7 @@ def open_study(cfg: Config, url: str) -> optuna.Study:
         storage=backend,
         study_name=name,
         directions=space.directions(cfg),
-        sampler=space.sampler(cfg, worker=_sampler_worker(url)),
+        sampler=space.sampler(cfg, shared=storage.shared(cfg, url)),
         pruner=space.pruner(cfg),
         load_if_exists=True,
     )
@@ -94,15 +92,6 @@ def open_study(cfg: Config, url: str) -> optuna.Study:
             f"objectives ({stored}); keep them, or choose a new study.name"
         )
     return study
-
-
-def _sampler_worker(url: str) -> int:
-    """The sampler's seed offset: 0 on SQLite (one machine, reproducible); elsewhere one per
-    process, or machines that start together propose the same points. A shared study is not
-    reproducible anyway: which worker takes which trial depends on timing."""
-    if url.startswith("sqlite:"):
-        return 0
-    return 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_003
 
 
 def _parent_run(cfg: Config, study: optuna.Study, tracker: Tracker, url: str) -> str | None:

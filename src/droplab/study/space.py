@@ -7,10 +7,13 @@ returns dotted config overrides, so a suggested value is just one more override.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from droplab import metrics
 from droplab.config.identity import to_dict
@@ -52,14 +55,33 @@ def grid(space: Mapping[str, Param]) -> dict[str, list[Any]]:
     return {key: v for key, v in values.items() if v is not None}
 
 
-def sampler(cfg: Config, worker: int = 0) -> optuna.samplers.BaseSampler:
+def sampler(cfg: Config, shared: bool = False) -> optuna.samplers.BaseSampler:
     """The seeded sampler ``study.sampler`` names (seed: ``study.sampler_seed`` or ``seed``).
 
-    Worker processes offset the seed by their index, or they would all propose the same point.
+    ``shared``: other processes ask the same study (``study.workers`` > 1, or a storage that
+    other machines can reach). Each trial's proposal then comes from a sampler seeded with
+    (seed, trial number), whichever process asks, so processes that start together do not
+    propose the same point and a study explores the same way on any number of workers.
+    One process alone keeps one sampler, seeded at the first trial it asks: a new study's
+    first process proposes what it always did, and a resumed one does not repeat it.
+    QMC needs neither: its processes share one seed (one scrambled sequence, indexed by the
+    study, so it also resumes where it stopped).
     """
-    s = optuna.samplers
     base = cfg.study.sampler_seed if cfg.study.sampler_seed is not None else cfg.seed
-    seed = base + 7919 * worker
+    if cfg.study.sampler == "qmc":
+        return _seeded(cfg, base)
+    return TrialSeeded(lambda seed: _seeded(cfg, seed), base, per_trial=shared)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of a sampler made at trial ``number``; trial 0 keeps ``seed`` itself."""
+    if number == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _seeded(cfg: Config, seed: int) -> optuna.samplers.BaseSampler:
+    s = optuna.samplers
     name = cfg.study.sampler
     if name == "random":
         return s.RandomSampler(seed=seed)
@@ -73,7 +95,66 @@ def sampler(cfg: Config, worker: int = 0) -> optuna.samplers.BaseSampler:
         return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "nsga2":
         return s.NSGAIISampler(seed=seed)
-    return s.TPESampler(seed=seed, multivariate=True)
+    # constant_liar: a trial that another worker is running counts as a poor result, so
+    # workers do not all propose near the same promising point (Optuna's default since 5.0;
+    # alone, the only running trial is the one being proposed, which TPE leaves out).
+    return s.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A sampler made at a trial, seeded with :func:`trial_seed`: afresh for every trial
+    (``per_trial``), or once, at the first trial this process asks.
+
+    Optuna's samplers keep their state in the study (its trials and their attributes), apart
+    from their random generator and caches of what the study holds: making one at a trial
+    chooses where that generator starts.
+    Without this, a resumed study's new process starts it where the first one did and
+    proposes the first process's random start-up points again, one by one.
+    """
+
+    def __init__(
+        self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int, per_trial: bool
+    ) -> None:
+        self._make, self._seed, self._per_trial = make, seed, per_trial
+        self._number: int | None = None
+        self._inner: optuna.samplers.BaseSampler | None = None
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        if self._inner is None or (self._per_trial and trial.number != self._number):
+            self._inner = self._make(trial_seed(self._seed, trial.number))
+            self._number = trial.number
+        return self._inner
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
 
 
 def pruner(cfg: Config) -> optuna.pruners.BasePruner:

@@ -24,6 +24,7 @@ from droplab import tags
 from droplab.config.identity import first_line, mask_secrets
 from droplab.config.paths import runs_dir, study_storage
 from droplab.config.schema import Config, ConfigError
+from droplab.fit.cores import worker_count
 from droplab.locks import advisory_lock, file_lock, schema_lock
 from droplab.optuna_compat import rdb_backend, storage_of, trial_id
 
@@ -93,7 +94,7 @@ def is_journal(url: str) -> bool:
 def check_storage(cfg: Config) -> str:
     """The storage URL for ``cfg``; refuses several workers on one SQLite file."""
     url = study_storage(cfg)
-    if cfg.study.workers > 1 and url.startswith("sqlite:"):
+    if worker_count(cfg) > 1 and url.startswith("sqlite:"):
         raise ConfigError(
             f"study.storage={mask_secrets(url)} with study.workers={cfg.study.workers}: several "
             "processes on one SQLite file fail with 'database is locked'; use a journal file "
@@ -106,6 +107,12 @@ def check_storage(cfg: Config) -> str:
             "postgresql://...) nor a journal file (*.journal)"
         )
     return url
+
+
+def shared(cfg: Config, url: str) -> bool:
+    """Whether other processes may ask this study too: several workers here, or a storage
+    that other machines can reach (anything but SQLite)."""
+    return worker_count(cfg) > 1 or not url.startswith("sqlite:")
 
 
 def probe(url: str) -> None:

@@ -14,6 +14,7 @@ from droplab.config.identity import to_dict
 from droplab.config.load import from_dict
 from droplab.config.paths import study_name
 from droplab.data.splits import Dataset, prepare
+from droplab.fit.cores import worker_count
 from droplab.fit.trainer import thread_count
 from droplab.progress import log_line, make_bar, result_line
 from droplab.study import space, storage
@@ -23,8 +24,13 @@ from droplab.tracking.store import Tracker
 
 
 def work(spec: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset) -> None:
-    """The worker loop: take a slot under the lock, run the trial, until n_trials are taken."""
+    """The worker loop: take a slot under the lock, run the trial, until n_trials are taken.
+
+    With ``spec.progress``, a line for every trial that finished meanwhile, this worker's or
+    another's (the process that shows progress may be one worker of several).
+    """
     bar = make_bar(spec.max_attempts, "trials", "trial") if spec.progress else None
+    done0, seen = storage.finished(study), {t.number for t in _finished(study)}
     for _ in range(spec.max_attempts):
         with storage.slot_lock(study, spec.url, spec.cfg):
             storage.recover_stale(study, run_closer(tracker))
@@ -34,30 +40,33 @@ def work(spec: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset)
             storage.claim(trial)
         state = run_trial(spec, study, trial, tracker, data)
         if spec.progress:
-            log_line(trial_line(trial.number, state.name, trial.params, trial.user_attrs))
+            seen |= _log_new(study, seen)
         if bar is not None:
             bar.set_postfix_str(f"trial {trial.number} {state.name}")
-            bar.update(1)
+            bar.n = storage.finished(study) - done0
+            bar.refresh()
     if bar is not None:
         bar.close()
 
 
-def run_processes(spec: WorkerSpec, study: optuna.Study) -> None:
-    """``study.workers`` processes on this machine, each with cores / workers torch threads."""
+def run_processes(spec: WorkerSpec, study: optuna.Study, tracker: Tracker, data: Dataset) -> None:
+    """``study.workers`` workers on this machine, each with cores / workers torch threads:
+    this process is one of them (a spawned one first re-imports torch, Lightning and MLflow,
+    seconds each), the others are spawned."""
     threads = thread_count(spec.cfg)
     ctx = multiprocessing.get_context("spawn")
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by each child's torch at import
     args = (to_dict(spec.cfg), spec.url, spec.parent_id, spec.max_attempts)
     procs = [
-        ctx.Process(target=_worker_main, args=(*args, i + 1))
-        for i in range(spec.cfg.study.workers)
+        ctx.Process(target=_worker_main, args=args) for _ in range(worker_count(spec.cfg) - 1)
     ]
     for proc in procs:
         proc.start()
     _restore_env("OMP_NUM_THREADS", previous)
     try:
-        _wait(procs, study, spec.max_attempts if spec.progress else 0)
+        work(spec, study, tracker, data)
+        _wait(procs, study, spec.progress)
     except BaseException:
         for proc in procs:
             if proc.is_alive():
@@ -77,19 +86,15 @@ def trial_line(number: int, state: str, params: dict[str, Any], attrs: dict[str,
     return f"{line} ({reason})" if reason else line
 
 
-def _wait(procs: list[Any], study: optuna.Study, total: int) -> None:
-    bar = make_bar(total, "trials", "trial") if total else None
-    done0 = storage.finished(study)
+def _wait(procs: list[Any], study: optuna.Study, progress: bool) -> None:
+    """Until the spawned workers are done, logging the trials they finish meanwhile."""
     seen = {t.number for t in _finished(study)}
     while any(p.is_alive() for p in procs):
         time.sleep(1.0)
-        if bar is not None:
-            bar.n = storage.finished(study) - done0
-            bar.refresh()
+        if progress:
             seen |= _log_new(study, seen)
-    if bar is not None:
+    if progress:
         _log_new(study, seen)
-        bar.close()
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -111,9 +116,7 @@ def _restore_env(key: str, value: str | None) -> None:
         os.environ[key] = value
 
 
-def _worker_main(
-    tree: dict[str, Any], url: str, parent_id: str | None, attempts: int, index: int
-) -> None:
+def _worker_main(tree: dict[str, Any], url: str, parent_id: str | None, attempts: int) -> None:
     """Entry of a spawned worker process: own storage connection, own MLflow client."""
     runtime.setup()
     interrupts.install()
@@ -122,7 +125,7 @@ def _worker_main(
     study = optuna.load_study(
         study_name=study_name(cfg),
         storage=storage.open_storage(url, backend_heartbeat),
-        sampler=space.sampler(cfg, worker=index),
+        sampler=space.sampler(cfg, shared=True),
         pruner=space.pruner(cfg),
     )
     worker = WorkerSpec(cfg, url, parent_id, attempts)
