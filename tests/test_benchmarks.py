@@ -1,45 +1,23 @@
-"""The benchmark scripts run end to end on a tiny size and print their tables (not timed)."""
+"""The benchmark scripts run end to end on a tiny size and print their tables (not timed).
+
+One third of ``benchmarks/run.py``'s scripts here, the others in ``test_benchmarks_more.py``
+and ``test_benchmarks_rest.py`` (see ``bench_helpers``)."""
 
 from __future__ import annotations
 
-import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .bench_helpers import SHARES, listed_scripts, runs_tiny_and_prints_its_table, share
 
 
-def _listed_scripts() -> tuple[str, ...]:
-    """``benchmarks/run.py``'s SCRIPTS (read, not imported: run.py imports its siblings)."""
-    tree = ast.parse((REPO / "benchmarks" / "run.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SCRIPTS":
-            return tuple(ast.literal_eval(node.value))
-    raise AssertionError("benchmarks/run.py has no SCRIPTS")
-
-
-SCRIPTS = _listed_scripts()
+def test_the_shares_cover_every_listed_script_once() -> None:
+    shared = [s for i in range(SHARES) for s in share(i)]
+    assert sorted(shared) == sorted(listed_scripts()) and len(set(shared)) == len(shared)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", share(0))
 def test_benchmark_runs_tiny_and_prints_its_table(script: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--tiny", "--no-wait"]
-        + ["--only", script, "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    # the script and the run.py entry both exit 0
-    assert done.returncode == 0, done.stderr[-3000:]
-    # it prints a Markdown table with at least one row
-    assert "### " in done.stdout and "|---|" in done.stdout
-    # its figures are written for run.py, and run.py joins the tables into results.md
-    figures = json.loads((tmp_path / f"{script}.json").read_text())
-    assert figures["tiny"] is True and figures["table"] in (tmp_path / "results.md").read_text()
+    runs_tiny_and_prints_its_table(script, tmp_path)
