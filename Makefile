@@ -30,7 +30,7 @@ lint: setup
 	$(BIN)/mypy src
 
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15  # the slowest tests, to keep the suite under 10 min
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
