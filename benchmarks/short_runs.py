@@ -99,7 +99,7 @@ def whole_runs(args: Any, width: int, root: str) -> dict[str, Any]:
         },
         args.repeats,
         quiet=not args.no_wait,
-        warmup=True,
+        warmup=not args.tiny,  # a smoke run (CI) times nothing worth warming up for
     )
     out: dict[str, Any] = {"width": width, "seconds": seconds}
     out["median"] = {k: common.median(v) for k, v in seconds.items()}
