@@ -4,12 +4,15 @@
    natively) and the main study's own layer shapes (a 512-row batch times ``width x width``),
    at the study's thread count; median of ``--repeats`` timings of 20 products each.
 2. The main study (``experiments/fraud_dropout_width.yaml``, tracking off, a fresh store) as a
-   whole, once per precision: its FLOPs counted from what it trained -- every epoch of every
-   seed of every trial, pruned ones included: the training pass (forward + backward = 3x the
-   forward's multiply-adds) over the training split and the eval-mode pass over training and
-   validation splits -- divided by its wall time, as a fraction of the float32 peak.
-3. A profile of one wide fit (width 841, 3 epochs; ``torch.profiler``, self CPU time by op):
-   the matrix products, the elementwise kernels, the optimizer, dropout's draws, the rest.
+   whole, once per setting (dropout masks from torch or PCG64, ``model.dropout_rng``; float32,
+   and ``train.precision=auto`` where the CPU multiplies bfloat16 natively): its FLOPs
+   counted from what it trained -- every epoch of every seed of every trial, pruned ones too:
+   the training pass (forward + backward = 3x the forward's multiply-adds) over the training
+   split and the eval-mode pass over training and validation splits -- divided by its wall
+   time, as a fraction of the float32 peak.
+3. A profile of one wide fit (width 841, 3 epochs; ``torch.profiler``, self CPU time by op),
+   with each mask generator: the matrix products, the elementwise kernels, the optimizer,
+   dropout's draws, the rest.
 
     python benchmarks/arithmetic.py --json runs/bench/arithmetic.json
 """
@@ -101,18 +104,23 @@ def run_study(overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def profile_wide(overrides: Sequence[str], epochs: int) -> list[tuple[str, float]]:
-    """Self CPU time share of the top ops of one wide fit."""
+    """Self CPU time share of the top ops of one wide fit, and its seconds (``total``)."""
     cfg = load_config(
         EXPERIMENT,
         [*overrides, "model.width=841", "model.dropout=0.5", f"train.epochs={epochs}"],
     )
     fit(cfg)  # warm-up: lazy imports, allocator
+    start = time.perf_counter()
+    fit(cfg)
+    seconds = time.perf_counter() - start
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         fit(cfg)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    return [(e.key, 100 * e.self_cpu_time_total / total) for e in top]
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
+    return [("total (s, unprofiled)", seconds)] + [
+        (e.key, 100 * e.self_cpu_time_total / total) for e in top
+    ]
 
 
 def main() -> None:
@@ -133,13 +141,23 @@ def main() -> None:
             }
             for d in dtypes
         }
-    precisions = ["32", "auto"] if native_cpu_bf16() else ["32"]
+    settings = [("torch", "32"), ("pcg64", "32")]
+    settings += [("pcg64", "auto")] if native_cpu_bf16() else []
+    if args.tiny:
+        settings = settings[1:2]
     studies = {}
-    for precision in precisions:
+    for rng, precision in settings:
         with common.quiet_slot(not args.no_wait):
-            studies[precision] = run_study([*overrides, f"train.precision={precision}"])
-    with common.quiet_slot(not args.no_wait):
-        top = profile_wide([*overrides, "tracking.enabled=false"], 1 if args.tiny else 3)
+            studies[f"dropout_rng={rng}, precision={precision}"] = run_study(
+                [*overrides, f"model.dropout_rng={rng}", f"train.precision={precision}"]
+            )
+    profiles = {}
+    for rng in ("pcg64",) if args.tiny else ("torch", "pcg64"):
+        with common.quiet_slot(not args.no_wait):
+            profiles[rng] = profile_wide(
+                [*overrides, "tracking.enabled=false", f"model.dropout_rng={rng}"],
+                1 if args.tiny else 3,
+            )
     fp32 = peak[str(torch.float32)]
     rows = [
         [f"GEMM {big}^3, {threads} threads, {d.removeprefix('torch.')}", f"{g:.0f} GFLOP/s", "-"]
@@ -148,11 +166,11 @@ def main() -> None:
     for d, by_width in shapes.items():
         listed = ", ".join(f"w={w}: {g:.0f}" for w, g in by_width.items())
         rows.append([f"512 x w x w, {d.removeprefix('torch.')}", f"GFLOP/s {listed}", "-"])
-    for precision, s in studies.items():
+    for setting, s in studies.items():
         rate = s["flops"] / s["seconds"] / 1e9
         rows.append(
             [
-                f"main study, train.precision={precision}: {s['seconds']:.0f} s, "
+                f"main study, {setting}: {s['seconds']:.0f} s, "
                 f"{s['seed_epochs']} seed-epochs, {s['states']['COMPLETE']} complete / "
                 f"{s['states']['PRUNED']} pruned, best {s['best_value']:.4f}",
                 f"{s['flops'] / 1e12:.2f} TFLOP in {s['seconds']:.0f} s = {rate:.1f} GFLOP/s",
@@ -164,12 +182,15 @@ def main() -> None:
         ["measure", "figure", "fraction"],
         rows,
     )
-    text += common.table(
-        "Where a wide fit's time goes (width 841, self CPU time by op)",
-        ["op", "share"],
-        [[name, f"{share:.1f}%"] for name, share in top],
-    )
-    figures = {"peak": peak, "shapes": shapes, "studies": studies, "profile": top}
+    for rng, top in profiles.items():
+        (_, seconds), *ops = top
+        text += common.table(
+            f"Where a wide fit's time goes (width 841, p = 0.5, dropout_rng={rng}: "
+            f"{seconds:.2f} s; self CPU time by op)",
+            ["op", "share"],
+            [[name, f"{share:.1f}%"] for name, share in ops],
+        )
+    figures = {"peak": peak, "shapes": shapes, "studies": studies, "profile": profiles}
     common.finish(args, "arithmetic", text, figures)
 
 

@@ -10,7 +10,8 @@ import torch
 
 from droplab import metrics
 from droplab.config import ConfigError, config_hash, load_config, tracking_uri
-from droplab.fit.stack.members import can_stack, fit_members
+from droplab.fit.stack.grouping import can_stack
+from droplab.fit.stack.members import fit_members
 from droplab.fit.trainer import AUTO_BF16_MIN_WIDTH, fit, native_cpu_bf16, resolve_precision
 from droplab.replay import EXIT_MATCH, replay
 from droplab.tracking.connect import make_tracker

@@ -14,7 +14,7 @@ from droplab.config import Config, TrainConfig, config_hash, load_config
 from droplab.fit import regularizers
 from droplab.fit.lit_module import LitMLP
 from droplab.fit.model import MLP
-from droplab.fit.stack.members import can_stack, group_stackable
+from droplab.fit.stack.grouping import can_stack, group_stackable
 from droplab.fit.trainer import fit
 
 from .conftest import tiny_config

@@ -146,8 +146,14 @@ def test_lcb_values_on_two_objectives(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pruning_sees_the_mean_and_kills_every_seed_run(tmp_path: Path) -> None:
-    cfg = study_config(tmp_path, SEEDS, "study.pruner=median", "train.epochs=4")
+@pytest.mark.parametrize(
+    "extra", [(), ("train.precision=bf16-mixed",)], ids=["stacked", "lockstep-bf16"]
+)
+def test_pruning_sees_the_mean_and_kills_every_seed_run(
+    tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    # bfloat16 seeds cannot stack: they train in lockstep, one epoch each in turn
+    cfg = study_config(tmp_path, SEEDS, "study.pruner=median", "train.epochs=4", *extra)
     tracker = make_tracker(cfg)
     # a pruner that always prunes after epoch 2: val AUPRC is never below -1
     study = optuna.create_study(
@@ -165,7 +171,9 @@ def test_pruning_sees_the_mean_and_kills_every_seed_run(tmp_path: Path) -> None:
     seed_runs = by_kind(runs, tags.KIND_SEED)
     # every seed run is KILLED with its 2 epochs, and so is the trial run
     assert sorted(r.info.status for r in seed_runs) == ["KILLED"] * 3
-    assert by_kind(runs, tags.KIND_TRIAL)[0].info.status == "KILLED"
+    trial_run = by_kind(runs, tags.KIND_TRIAL)[0]
+    assert trial_run.info.status == "KILLED"
+    assert trial_run.data.tags[tags.VECTORIZED] == ("false" if extra else "true")
     curves = [client.get_metric_history(r.info.run_id, metrics.VAL_AUPRC) for r in seed_runs]
     for epoch in (1, 2):
         best = [max(m.value for m in c if m.step <= epoch) for c in curves]

@@ -16,10 +16,12 @@ from droplab import metrics
 from droplab.config import Config
 from droplab.data.splits import Dataset, prepare
 from droplab.fit.lit_module import NonFiniteLoss
+from droplab.fit.masks import Pcg64Dropout
 from droplab.fit.model import MLP
 from droplab.fit.stack import kernels
+from droplab.fit.stack.grouping import can_stack, group_stackable
 from droplab.fit.stack.kernels import dropout_masks, linear
-from droplab.fit.stack.members import can_stack, fit_members, group_stackable
+from droplab.fit.stack.members import fit_members
 from droplab.fit.trainer import EpochHook, FitResult, TrialStopped, fit
 
 from .conftest import tiny_config
@@ -68,6 +70,19 @@ def test_masks_match_nn_dropout_bit_for_bit(
         assert torch.equal(generators[m].get_state(), torch.get_rng_state()), p
 
 
+def test_pcg64_masks_match_pcg64_dropout_bit_for_bit() -> None:
+    rates = [0.0, 0.1, 0.3, 0.5, 0.8]
+    x = torch.randn(3, 37, 16)
+    generators = [torch.Generator().manual_seed(100 + m) for m in range(len(rates))]
+    drawn = [dropout_masks(x.shape[1:], rates, generators, "pcg64") for _ in range(3)]
+    for m, p in enumerate(rates):
+        torch.manual_seed(100 + m)
+        drop = Pcg64Dropout(p).train()
+        for step in range(3):
+            assert torch.equal(x[step] * drawn[step][m], drop(x[step])), (p, step)
+        assert torch.equal(generators[m].get_state(), torch.get_rng_state()), p
+
+
 @pytest.mark.parametrize("fan_out", [1, 3, 16])
 @pytest.mark.parametrize("rows", [50, 51])
 def test_stacked_linear_equals_each_members_own_f_linear(fan_out: int, rows: int) -> None:
@@ -103,6 +118,7 @@ def test_members_equal_independent_fits(tmp_path: Path) -> None:
         ("model.depth=3", "model.activation=gelu", "train.optimizer=adamw"),
         ("train.optimizer=sgd", "train.lr=0.05", "train.weight_decay=0.001"),
         ("data.source=sklearn:digits", "model.activation=leaky_relu"),
+        ("model.dropout_rng=pcg64", "model.input_dropout=0.2"),
         # odd sizes: ELU's exp rounds differently in a kernel's vector body and scalar tail,
         # and members' slices start off alignment (MKL's one-logit GEMM rounds by it)
         ("model.activation=elu", "model.width=19", "train.batch_size=101"),

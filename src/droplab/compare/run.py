@@ -6,8 +6,8 @@ the comparison resumes), reuse each (cell, seed) that already finished, train th
 compute the statistics, write the report and close the runs.
 
 With ``compare.vectorize`` (the default) the members left to train that share a shape (seeds
-and dropout rates of one width: :func:`droplab.fit.stack.members.group_stackable`) train as
-one stacked model where that is faster (:func:`droplab.fit.stack.members.worth_stacking`).
+and dropout rates of one width: :func:`droplab.fit.stack.grouping.group_stackable`) train as
+one stacked model where that is faster (:func:`droplab.fit.stack.grouping.worth_stacking`).
 Each member equals its own ``fit`` bit for bit, and its seed run is then logged as a
 sequential one would be (:func:`droplab.tracking.runs.log_fitted`), tagged
 ``droplab.vectorized``: the same runs, the same numbers, the same table. The runs of a stack
@@ -36,7 +36,8 @@ from droplab.compare.results import (
 )
 from droplab.config.schema import Config, DataConfig
 from droplab.data.splits import Dataset
-from droplab.fit.stack.members import MemberResult, fit_members, group_stackable, worth_stacking
+from droplab.fit.stack.grouping import group_stackable, worth_stacking
+from droplab.fit.stack.members import MemberResult, fit_members
 from droplab.fit.trainer import EpochHook, check_monitor
 from droplab.progress import epoch_bar, log_line, make_bar, result_line
 from droplab.tracking.connect import make_tracker

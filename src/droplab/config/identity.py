@@ -64,6 +64,7 @@ _ADDED_AT_DEFAULT: dict[str, Any] = {
     "model.dropout_switch_epoch": None,
     "model.max_norm": None,
     "model.norm": "none",
+    "model.dropout_rng": "torch",
     "train.label_smoothing": 0.0,
     "eval.mc_samples": 0,
 }

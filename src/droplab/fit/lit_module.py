@@ -160,6 +160,12 @@ class LitMLP(pl.LightningModule):
         """One epoch of mini-batches: forward, backward, optimizer step for each."""
         optimizer = self.optimizers(use_pl_optimizer=False)
         assert isinstance(optimizer, torch.optim.Optimizer)
+        self.train_epoch(batch, optimizer)
+
+    def train_epoch(
+        self, batch: Iterable[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer
+    ) -> None:
+        """:meth:`training_step` with the optimizer given (members trained in lockstep)."""
         extras, smoothing = self.extras, self.cfg.label_smoothing
         epoch = len(self.history) + 1
         if extras.schedule != "constant":

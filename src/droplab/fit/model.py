@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from droplab.fit.masks import bernoulli_dropout
 from droplab.fit.regularizers import ConcreteDropout, DropConnectLinear, GaussianDropout
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -35,7 +36,7 @@ def dropout_rates(dropout: float | Sequence[float], depth: int) -> list[float]:
     return rates
 
 
-def _noise(kind: str, rate: float) -> nn.Module:
+def _noise(kind: str, rate: float, rng: str) -> nn.Module:
     """The unit-noise layer after a hidden layer (DropConnect masks the Linear instead)."""
     if kind == "gaussian":
         return GaussianDropout(rate)
@@ -45,7 +46,7 @@ def _noise(kind: str, rate: float) -> nn.Module:
         return ConcreteDropout(rate)
     if kind == "dropconnect":
         return nn.Identity()
-    return nn.Dropout(rate)
+    return bernoulli_dropout(rng, rate)
 
 
 def _linear(kind: str, fan_in: int, width: int, rate: float) -> nn.Linear:
@@ -85,6 +86,9 @@ class MLP(nn.Module):
             (the hidden Linear layers drop weights at each hidden layer's rate) or ``concrete``
             (learned rates starting at ``dropout``); input dropout is Bernoulli for every kind.
         norm: ``none``, ``batch`` or ``layer`` normalisation before each activation.
+        dropout_rng: where Bernoulli masks (input dropout, and hidden dropout of the
+            ``bernoulli`` kind) come from: ``torch`` (``nn.Dropout``) or ``pcg64``
+            (:mod:`droplab.fit.masks`).
     """
 
     def __init__(
@@ -98,18 +102,19 @@ class MLP(nn.Module):
         activation: str = "relu",
         dropout_kind: str = "bernoulli",
         norm: str = "none",
+        dropout_rng: str = "torch",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         if input_dropout > 0:
-            layers.append(nn.Dropout(input_dropout))
+            layers.append(bernoulli_dropout(dropout_rng, input_dropout))
         fan_in = n_features
         self.rates = dropout_rates(dropout, depth)
         self._hidden_drops: list[int] = []
         act = nn.SELU if dropout_kind == "alpha" else _ACTIVATIONS[activation]
         for rate in self.rates:
             layers += [_linear(dropout_kind, fan_in, width, rate), *_norm(norm, width), act()]
-            layers.append(_noise(dropout_kind, rate))
+            layers.append(_noise(dropout_kind, rate, dropout_rng))
             self._hidden_drops.append(len(layers) - 1)
             fan_in = width
         layers.append(nn.Linear(fan_in, n_outputs))

@@ -133,6 +133,7 @@ def build_model(cfg: Config, data: Dataset) -> MLP:
         m.activation,
         dropout_kind=m.dropout_kind,
         norm=m.norm,
+        dropout_rng=m.dropout_rng,
     )
 
 

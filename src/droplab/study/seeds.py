@@ -4,10 +4,13 @@ Every trial (the dropout-0 controls included) trains the same seeds, so the tria
 are paired by seed. The seeds of a trial share a shape: on CPU they train in lockstep as one
 stacked model (:func:`droplab.fit.stack.members.fit_members`, each member equal to its own
 ``fit``), and the pruner hears the across-seed mean once per epoch, which may stop them all.
-Where they cannot stack (CUDA, or configs that :func:`can_stack` refuses) they train one after
-another with ``fit``; the mean curve then exists only once the last seed has trained, so it is
-reported to the pruner afterwards (other trials are judged against it) and the trial is never
-pruned: pruning it then would throw away a finished result, not save work.
+Where they cannot stack on CPU (bfloat16, other dropout kinds: configs that :func:`can_stack`
+refuses) they still train in lockstep, each with its own model, one epoch of each in turn
+(:func:`droplab.fit.stack.lockstep.fit_lockstep`, each equal to its own ``fit``), and are pruned
+the same way. On CUDA they train one after another with ``fit``; the mean curve then exists
+only once the last seed has trained, so it is reported to the pruner afterwards (other trials
+are judged against it) and the trial is never pruned: pruning it then would throw away a
+finished result, not save work.
 
 MLflow: the trial run is opened first (so a dead worker's trial run is found and closed); a
 stack's seed runs are created once the stack trained (as ``compare`` does), sequential ones as
@@ -28,7 +31,9 @@ from droplab import metrics, tags
 from droplab.config.load import with_overrides
 from droplab.config.schema import Config
 from droplab.data.splits import Dataset
-from droplab.fit.stack.members import GroupHook, MemberResult, can_stack, fit_members
+from droplab.fit.stack.grouping import can_stack
+from droplab.fit.stack.lockstep import can_lockstep, fit_lockstep
+from droplab.fit.stack.members import GroupHook, MemberResult, fit_members
 from droplab.fit.trainer import EpochHook, TrialStopped, resolve_device
 from droplab.progress import epoch_bar
 from droplab.study import space
@@ -60,7 +65,8 @@ class _Seed:
     history: list[dict[str, float]]
     best_state: dict[str, torch.Tensor]
     error: Exception | None = None
-    stacked: int = 1  # members it trained with (1: alone, by fit)
+    stacked: int = 1  # members it trained with (1: alone, by fit, or in lockstep)
+    lockstep: bool = False  # beside the others, epoch by epoch: the pruner heard each epoch
 
 
 @dataclass
@@ -87,6 +93,12 @@ def seed_configs(cfg: Config) -> list[Config]:
 def lockstep(cfgs: Sequence[Config]) -> bool:
     """Whether the seeds train as one stack: on CPU, where the stack is exact, and stackable."""
     return len(cfgs) > 1 and resolve_device(cfgs[0].train.device).type == "cpu" and can_stack(cfgs)
+
+
+def interleaved(cfgs: Sequence[Config]) -> bool:
+    """Whether seeds that cannot stack train in lockstep all the same (on CPU: bfloat16, other
+    dropout kinds, ...; :mod:`droplab.fit.stack.lockstep`), so the pruner hears every epoch."""
+    return not lockstep(cfgs) and can_lockstep(cfgs)
 
 
 def aggregate(cfg: Config, per_seed: Mapping[int, Sequence[float]]) -> list[float]:
@@ -152,14 +164,15 @@ def train_seeds(
         group = _mean_pruner(cfg, trial) if prunes else None
         if group is not None and len(cfgs) == 1:  # one seed: its own curve is the mean
             hooks[0].append(lambda epoch, values: group(epoch, {0: values}))
-        if stacked:
-            results = _stack(cfgs, datas, tracker, spec_of, group, hooks)
+        if stacked or interleaved(cfgs):
+            fit_all = fit_members if stacked else fit_lockstep
+            results = _stack(cfgs, datas, tracker, spec_of, group, hooks, fit_all)
         else:
             results = _one_by_one(cfgs, datas, tracker, spec_of, hooks)
         trial.set_user_attr(tags.SEED_RUNS, {str(s): r for s, r in seed_runs.items()})
         if stacked and results[0].stacked == 1:  # no exact stack here: fit_members went alone
             tracker.set_tags(run_id, {tags.VECTORIZED: "false", tags.STACK_SIZE: "1"})
-        after = prunes and len(cfgs) > 1 and results[0].stacked == 1
+        after = prunes and len(cfgs) > 1 and results[0].stacked == 1 and not results[0].lockstep
         return _close_trial(cfg, tracker, trial, run_id, results, after)
     except BaseException as exc:
         if not isinstance(exc, TrialStopped | SeedFailed):  # those closed the run themselves
@@ -199,9 +212,11 @@ def _stack(
     spec_of: Callable[[int], RunSpec],
     group: GroupHook | None,
     hooks: Sequence[Sequence[EpochHook]],
+    fit_all: Callable[..., list[MemberResult]] = fit_members,
 ) -> list[_Seed]:
+    """The seeds as one stack (``fit_members``) or in lockstep (``fit_lockstep``)."""
     started = time.time()
-    results: list[MemberResult] = fit_members(cfgs, hooks, datas, group_hook=group)
+    results: list[MemberResult] = fit_all(cfgs, hooks, datas, group_hook=group)
     out = []
     for c, r in zip(cfgs, results, strict=True):
         spec = spec_of(c.seed)
@@ -212,7 +227,7 @@ def _stack(
         except Exception as exc:
             if exc is not r.error:  # the store failed, not the member
                 raise
-        out.append(_Seed(c.seed, r.history, dict(r.best_state), r.error, r.stacked))
+        out.append(_Seed(c.seed, r.history, dict(r.best_state), r.error, r.stacked, r.lockstep))
     return out
 
 

@@ -7,7 +7,8 @@ its GEMM kernel from the sizes, the thread count and the operands' alignment; th
 vectorized loops and their scalar tails may round apart) a probe on random numbers decides, once
 per size: the values do not change which kernel runs.
 
-- dropout: :func:`dropout_masks` draws what ``F.dropout`` draws, from each member's generator;
+- dropout: :func:`dropout_masks` draws what ``F.dropout`` (or
+  :class:`~droplab.fit.masks.Pcg64Dropout`) draws, from each member's generator;
 - linear layers: one ``baddbmm`` where it gives ``F.linear``'s bits forward and backward, else
   one ``F.linear`` per member on operands aligned as ``fit``'s freshly allocated tensors are
   (a member's slice of a stacked tensor may start off a 16-byte boundary: MKL's GEMMs with one
@@ -31,6 +32,7 @@ from torch import nn
 
 from droplab.config.schema import TrainConfig
 from droplab.fit.lit_module import build_optimizer
+from droplab.fit.masks import keep_mask
 from droplab.fit.model import MLP
 
 BATCHED, PER_MEMBER = "batched", "member"
@@ -40,7 +42,10 @@ _ALIGNMENT = 64  # bytes: where torch's CPU allocator starts every tensor it all
 
 
 def dropout_masks(
-    shape: Sequence[int], rates: Sequence[float], generators: Sequence[torch.Generator]
+    shape: Sequence[int],
+    rates: Sequence[float],
+    generators: Sequence[torch.Generator],
+    rng: str = "torch",
 ) -> torch.Tensor:
     """Each member's scaled mask ``(members, *shape)``: what ``F.dropout(x, p)`` multiplies by.
 
@@ -48,9 +53,16 @@ def dropout_masks(
     divides it by ``1 - p``; member ``m`` draws the same numbers from ``generators[m]``, as
     float64 uniforms kept below ``1 - p`` (the CPU kernel's own rule, at two thirds of its
     cost; checked once, ``bernoulli_`` itself otherwise). p = 0 draws nothing, as in torch.
+    With ``rng="pcg64"`` on CPU each member draws :func:`~droplab.fit.masks.keep_mask`'s bits.
     """
     device = generators[0].device
     keep, scale = _mask_constants(tuple(rates), len(shape), device)
+    if device.type == "cpu" and rng == "pcg64":
+        kept = torch.ones(len(rates), *shape)
+        for row, p, g in zip(kept, rates, generators, strict=True):
+            if p > 0:
+                row.copy_(keep_mask(shape, p, g))
+        return kept.mul_(scale)
     if device.type == "cpu" and _uniform_is_bernoulli():
         u = torch.empty(len(rates), *shape, dtype=torch.float64)
         for row, p, g in zip(u, rates, generators, strict=True):
@@ -236,8 +248,11 @@ class Stack(nn.Module):
     (so that a weight's gradient comes out of ``bmm`` in its own layout, with no transposing
     copy) and biases ``(members, fan_out)``."""
 
-    def __init__(self, models: Sequence[MLP], input_rates: Sequence[float]) -> None:
+    def __init__(
+        self, models: Sequence[MLP], input_rates: Sequence[float], rng: str = "torch"
+    ) -> None:
         super().__init__()
+        self.rng = rng
         layers = [[m for m in model.net if isinstance(m, nn.Linear)] for model in models]
         self.weights = nn.ParameterList(
             torch.stack([_stack_layout(ls[k].weight.detach()) for ls in layers])
@@ -276,7 +291,7 @@ class Stack(nn.Module):
     ) -> torch.Tensor:
         if not any(rates):
             return h
-        return h * dropout_masks(h.shape[1:], rates, generators).to(h.device)
+        return h * dropout_masks(h.shape[1:], rates, generators, self.rng).to(h.device)
 
     @torch.no_grad()
     def copy_to(self, member: int, model: MLP) -> None:

@@ -41,12 +41,12 @@ import torch
 from torch import nn
 
 from droplab import metrics
-from droplab.config.identity import flatten, to_dict
 from droplab.config.schema import Config
 from droplab.data.batches import Batches
 from droplab.data.splits import Dataset, prepare
-from droplab.fit.lit_module import LitMLP
+from droplab.fit.lit_module import Extras, LitMLP
 from droplab.fit.stack import kernels
+from droplab.fit.stack.grouping import can_stack
 from droplab.fit.trainer import (
     EpochHook,
     FitResult,
@@ -61,23 +61,6 @@ from droplab.fit.trainer import (
     thread_count,
     time_budget,
 )
-
-# Keys that may differ inside a stack: they change no tensor shape and no shared setting.
-_PER_MEMBER = {
-    "seed",
-    "model.dropout",
-    "model.input_dropout",
-    "train.monitor",
-    "train.max_seconds",
-    "train.predict",
-}
-
-
-_SECTIONS = ("seed", "data", "model", "train")
-
-
-STACK_MAX_WIDTH = 256
-
 
 GroupHook = Callable[[int, Mapping[int, Mapping[str, float]]], None]
 """Called once per epoch with ``{member index: record}`` of every living member; what it
@@ -99,62 +82,13 @@ class MemberResult(FitResult):
 
     error: Exception | None = None
     stacked: int = 1
-
-
-def _shape_key(cfg: Config) -> str:
-    flat = flatten(to_dict(cfg))
-    kept = {k: v for k, v in flat.items() if k.split(".")[0] in _SECTIONS}
-    shared = {k: v for k, v in kept.items() if k not in _PER_MEMBER}
-    return repr(sorted(shared.items())) + f"|threads={thread_count(cfg)}"
-
-
-def stack_exact(cfg: Config) -> bool:
-    """Whether the stacked kernels implement ``cfg``: constant Bernoulli dropout only (no other
-    kind, schedule, max-norm, norm layer, label smoothing, MC or bfloat16); others train alone."""
-    m, plain = cfg.model, ("bernoulli", "constant", None, "none", 0.0, 0, "32")
-    extras = (m.dropout_kind, m.dropout_schedule, m.max_norm, m.norm, cfg.train.label_smoothing)
-    return (*extras, cfg.eval.mc_samples, resolve_precision(cfg)) == plain
-
-
-def can_stack(cfgs: Sequence[Config]) -> bool:
-    """Whether ``cfgs`` can train as one stacked model.
-
-    They must agree on everything but the seed, the dropout rates, the monitor, the time
-    budget and ``train.predict`` (same data settings, width, depth, activation, batch size,
-    epochs, optimizer, lr, weight decay, device and threads), and each must be
-    :func:`stack_exact` (or be alone).
-    """
-    if len(cfgs) > 1 and not all(stack_exact(c) for c in cfgs):
-        return False
-    return len(cfgs) > 0 and len({_shape_key(c) for c in cfgs}) == 1
-
-
-def group_stackable(cfgs: Sequence[Config]) -> list[list[int]]:
-    """Indices of ``cfgs`` grouped so that each group can stack, in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for i, cfg in enumerate(cfgs):
-        key = _shape_key(cfg) if stack_exact(cfg) else f"alone {i}"
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
-
-
-def worth_stacking(cfg: Config) -> bool:
-    """Whether members of ``cfg``'s shape train faster stacked than one by one, and exactly.
-
-    On CPU, up to width ``STACK_MAX_WIDTH`` (``benchmarks/vectorized.py``: past it each
-    member's GEMMs dominate and one stack saves little). Not on CUDA, where stacked members
-    would draw other dropout masks than ``fit`` and so not replay.
-    """
-    on_cpu = cfg.train.device == "cpu" or (
-        cfg.train.device == "auto" and not torch.cuda.is_available()
-    )
-    # A learned Gaussian precision is a parameter outside the stacked network: fit alone.
-    learned_tau = cfg.train.loss == "gaussian_nll" and cfg.train.tau is None
-    return on_cpu and cfg.model.width <= STACK_MAX_WIDTH and not learned_tau
+    lockstep: bool = False
+    """Trained epoch by epoch beside the others without a stack (:mod:`.lockstep`): the group
+    hook heard every epoch."""
 
 
 @dataclass
-class _Member:
+class Member:
     """One member's own pieces: config, module (loss and eval), batches, dropout generator."""
 
     cfg: Config
@@ -168,7 +102,9 @@ class _Member:
     seconds: float | None = None
 
 
-def _member(cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.device) -> _Member:
+def prepare_member(
+    cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.device
+) -> Member:
     """What ``fit`` does before its first step, with the dropout RNG state captured."""
     seed_all(cfg.seed, cfg.train.deterministic)
     model = build_model(cfg, data)
@@ -183,12 +119,14 @@ def _member(cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.d
         train=(data.x_train, data.y_train),
         val=(data.x_val, data.y_val),
         pos_weight=positive_weight(cfg, data),
+        extras=Extras.of(cfg),
         target_std=data.target_std,
+        precision=resolve_precision(cfg),
     )
     batches = Batches(data.x_train, data.y_train, cfg.train.batch_size, cfg.seed)
     for _ in range(_LIGHTNING_CHECK_ITERS):
         batches.permutation()
-    member = _Member(cfg, data, lit, batches, generator, list(hooks))
+    member = Member(cfg, data, lit, batches, generator, list(hooks))
     member.hooks.insert(0, keep_best(lit, cfg.train.monitor, member.best_state))
     return member
 
@@ -196,7 +134,7 @@ def _member(cfg: Config, data: Dataset, hooks: Sequence[EpochHook], dev: torch.d
 class _Rows:
     """Every member's training split side by side: one gather per step serves all members."""
 
-    def __init__(self, members: Sequence[_Member]) -> None:
+    def __init__(self, members: Sequence[Member]) -> None:
         self.x = torch.stack([m.data.x_train for m in members])
         self.y = torch.stack([m.data.y_train for m in members])
         self.batch_size = members[0].cfg.train.batch_size
@@ -214,7 +152,7 @@ class _Rows:
             yield x, flat_y.index_select(0, idx).view(members, -1)
 
 
-def _exact(members: Sequence[_Member], threads: int) -> bool:
+def _exact(members: Sequence[Member], threads: int) -> bool:
     """Whether every kernel of the stack can give each member ``fit``'s bits on this machine."""
     cfg, model = members[0].cfg, members[0].lit.model
     if members[0].data.x_train.device.type != "cpu":
@@ -234,7 +172,7 @@ def _exact(members: Sequence[_Member], threads: int) -> bool:
 
 def _train_epoch(
     stack: kernels.Stack,
-    members: list[_Member],
+    members: list[Member],
     rows: _Rows,
     optimizer: torch.optim.Optimizer,
 ) -> None:
@@ -257,7 +195,7 @@ def _train_epoch(
         member.lit.set_running_loss(running[i], rows.x.shape[1])
 
 
-def _close_epoch(stack: kernels.Stack, members: list[_Member], start: float) -> None:
+def _close_epoch(stack: kernels.Stack, members: list[Member], start: float) -> None:
     """Each living member's epoch record and hooks; a member that raises stops alone."""
     for i, member in enumerate(members):
         if member.error is not None:
@@ -273,7 +211,7 @@ def _close_epoch(stack: kernels.Stack, members: list[_Member], start: float) -> 
             member.seconds = time.perf_counter() - start
 
 
-def _close_group(members: list[_Member], group_hook: GroupHook | None, start: float) -> None:
+def close_group(members: list[Member], group_hook: GroupHook | None, start: float) -> None:
     living = {i: m.lit.history[-1] for i, m in enumerate(members) if m.error is None}
     if group_hook is None or not living:
         return
@@ -285,11 +223,13 @@ def _close_group(members: list[_Member], group_hook: GroupHook | None, start: fl
 
 
 def _fit_stack(
-    members: list[_Member], threads: int, group_hook: GroupHook | None = None
+    members: list[Member], threads: int, group_hook: GroupHook | None = None
 ) -> list[MemberResult]:
     cfg = members[0].cfg
     stack = kernels.Stack(
-        [m.lit.model for m in members], [m.cfg.model.input_dropout for m in members]
+        [m.lit.model for m in members],
+        [m.cfg.model.input_dropout for m in members],
+        cfg.model.dropout_rng,
     )
     stack.to(members[0].data.x_train.device).train()
     optimizer = kernels.optimizer(list(stack.parameters()), cfg.train, foreach=True)
@@ -301,12 +241,12 @@ def _fit_stack(
                 break
             _train_epoch(stack, members, rows, optimizer)
             _close_epoch(stack, members, start)
-            _close_group(members, group_hook, start)
+            close_group(members, group_hook, start)
     end = time.perf_counter() - start
-    return [_result(m, threads, end, len(members)) for m in members]
+    return [member_result(m, threads, end, len(members)) for m in members]
 
 
-def _result(member: _Member, threads: int, seconds: float, size: int) -> MemberResult:
+def member_result(member: Member, threads: int, seconds: float, size: int) -> MemberResult:
     history = member.lit.history
     return MemberResult(
         history=history,
@@ -319,6 +259,7 @@ def _result(member: _Member, threads: int, seconds: float, size: int) -> MemberR
         best_state=member.best_state,
         error=member.error,
         stacked=size,
+        precision=member.lit.precision,
     )
 
 
@@ -388,7 +329,7 @@ def fit_members(
     for rows in sorted({len(d.x_train) for d in splits}):
         # train_fraction < 1 can subsample seeds to different sizes: batches must line up.
         idx = [i for i, d in enumerate(splits) if len(d.x_train) == rows]
-        members = [_member(cfgs[i], splits[i], hooks[i], device) for i in idx]
+        members = [prepare_member(cfgs[i], splits[i], hooks[i], device) for i in idx]
         if len(members) > 1 and _exact(members, threads):
             done = _fit_stack(members, threads, group_hook)
         else:  # one member, or no exact stack here: fit itself is the per-member path
