@@ -90,7 +90,7 @@ def seed_configs(cfg: Config) -> list[Config]:
     return [with_overrides(cfg, {"seed": s}) for s in cfg.study.seeds or (cfg.seed,)]
 
 
-def lockstep(cfgs: Sequence[Config]) -> bool:
+def stacks(cfgs: Sequence[Config]) -> bool:
     """Whether the seeds train as one stack: on CPU, where the stack is exact, and stackable."""
     return len(cfgs) > 1 and resolve_device(cfgs[0].train.device).type == "cpu" and can_stack(cfgs)
 
@@ -98,7 +98,7 @@ def lockstep(cfgs: Sequence[Config]) -> bool:
 def interleaved(cfgs: Sequence[Config]) -> bool:
     """Whether seeds that cannot stack train in lockstep all the same (on CPU: bfloat16, other
     dropout kinds, ...; :mod:`droplab.fit.stack.lockstep`), so the pruner hears every epoch."""
-    return not lockstep(cfgs) and can_lockstep(cfgs)
+    return not stacks(cfgs) and can_lockstep(cfgs)
 
 
 def aggregate(cfg: Config, per_seed: Mapping[int, Sequence[float]]) -> list[float]:
@@ -148,7 +148,7 @@ def train_seeds(
     """
     cfgs = seed_configs(cfg)
     datas = [data_for(c) for c in cfgs]
-    stacked = lockstep(cfgs)
+    stacked = stacks(cfgs)
     labels = {
         tags.VECTORIZED: str(stacked).lower(),
         tags.STACK_SIZE: str(len(cfgs) if stacked else 1),
