@@ -90,3 +90,20 @@ def test_replay_refuses_a_missing_store_or_run(tmp_path: Path) -> None:
         replay(parent, tracking_uri(cfg))
     with pytest.raises(ConfigError, match="not found"):
         replay("f" * 32, tracking_uri(cfg))
+
+
+@pytest.mark.slow
+def test_a_pcg64_bf16_run_replays_exactly(tmp_path: Path) -> None:
+    # the main experiment's settings: PCG64 masks (input and hidden) and bfloat16 products
+    cfg, run_id = _logged_run(
+        tmp_path,
+        "model.dropout_rng=pcg64",
+        "model.input_dropout=0.1",
+        "train.precision=bf16-mixed",
+    )
+    result = replay(run_id, tracking_uri(cfg))
+    # every per-epoch and summary metric reruns to the logged bits
+    assert result.exit_code == EXIT_MATCH and all(c.ok for c in result.checks)
+    # and the logged params give back the config, generator included
+    params = MlflowClient(tracking_uri=tracking_uri(cfg)).get_run(run_id).data.params
+    assert params["model.dropout_rng"] == "pcg64"
