@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from droplab.config.schema import Config
-from droplab.data.splits import Dataset, prepare
+from droplab.data.splits import Dataset
 from droplab.fit.stack import kernels
 from droplab.fit.stack.grouping import same_shape
 from droplab.fit.stack.members import (
@@ -31,15 +31,14 @@ from droplab.fit.stack.members import (
     Member,
     MemberResult,
     close_group,
+    member_inputs,
     member_result,
     prepare_member,
 )
 from droplab.fit.trainer import (
     EpochHook,
     check_monitor,
-    configure_threads,
     resolve_device,
-    thread_count,
     time_budget,
 )
 
@@ -67,23 +66,17 @@ def fit_lockstep(
     """
     if not can_lockstep(cfgs):
         raise ValueError("lockstep needs several CPU configs that differ only in seed and dropout")
-    hooks = list(hooks_per_member) if hooks_per_member is not None else [()] * len(cfgs)
-    given = list(data) if data is not None else [None] * len(cfgs)
-    if not len(hooks) == len(given) == len(cfgs):
-        raise ValueError(f"{len(cfgs)} configs, {len(hooks)} hook lists, {len(given)} data sets")
-    threads = thread_count(cfgs[0])
-    configure_threads(threads)
     device = torch.device("cpu")
-    splits = [(d or prepare(c.data, c.seed)).to(device) for c, d in zip(cfgs, given, strict=True)]
+    hooks, splits, threads = member_inputs(cfgs, hooks_per_member, data, device)
     for cfg, split in zip(cfgs, splits, strict=True):
         check_monitor(cfg, split)
     members = [
         prepare_member(c, d, h, device) for c, d, h in zip(cfgs, splits, hooks, strict=True)
     ]
-    return train_lockstep(members, threads, group_hook)
+    return _train_lockstep(members, threads, group_hook)
 
 
-def train_lockstep(
+def _train_lockstep(
     members: list[Member], threads: int, group_hook: GroupHook | None = None
 ) -> list[MemberResult]:
     """Every epoch: each living member's epoch, eval pass and hooks, then the group hook."""

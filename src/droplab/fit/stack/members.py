@@ -289,6 +289,28 @@ def _fit_alone(cfg: Config, data: Dataset, hooks: Sequence[EpochHook]) -> Member
     return MemberResult(**{f: getattr(result, f) for f in FitResult.__dataclass_fields__})
 
 
+def member_inputs(
+    cfgs: Sequence[Config],
+    hooks_per_member: Sequence[Sequence[EpochHook]] | None,
+    data: Sequence[Dataset | None] | None,
+    device: torch.device,
+) -> tuple[list[Sequence[EpochHook]], list[Dataset], int]:
+    """Each member's hooks and prepared splits on ``device``, and the thread count, set.
+
+    Raises:
+        ValueError: the argument lengths differ.
+    """
+    no_hooks: Sequence[EpochHook] = ()
+    hooks = list(hooks_per_member) if hooks_per_member is not None else [no_hooks] * len(cfgs)
+    given = list(data) if data is not None else [None] * len(cfgs)
+    if not len(hooks) == len(given) == len(cfgs):
+        raise ValueError(f"{len(cfgs)} configs, {len(hooks)} hook lists, {len(given)} data sets")
+    threads = thread_count(cfgs[0])
+    configure_threads(threads)
+    splits = [(d or prepare(c.data, c.seed)).to(device) for c, d in zip(cfgs, given, strict=True)]
+    return hooks, splits, threads
+
+
 def fit_members(
     cfgs: Sequence[Config],
     hooks_per_member: Sequence[Sequence[EpochHook]] | None = None,
@@ -317,14 +339,8 @@ def fit_members(
     """
     if not can_stack(cfgs):
         raise ValueError("configs differ in more than seed and dropout; see group_stackable()")
-    hooks = list(hooks_per_member) if hooks_per_member is not None else [()] * len(cfgs)
-    given = list(data) if data is not None else [None] * len(cfgs)
-    if not len(hooks) == len(given) == len(cfgs):
-        raise ValueError(f"{len(cfgs)} configs, {len(hooks)} hook lists, {len(given)} data sets")
-    threads = thread_count(cfgs[0])
-    configure_threads(threads)
     device = resolve_device(cfgs[0].train.device)
-    splits = [(d or prepare(c.data, c.seed)).to(device) for c, d in zip(cfgs, given, strict=True)]
+    hooks, splits, threads = member_inputs(cfgs, hooks_per_member, data, device)
     results: list[MemberResult | None] = [None] * len(cfgs)
     for rows in sorted({len(d.x_train) for d in splits}):
         # train_fraction < 1 can subsample seeds to different sizes: batches must line up.
