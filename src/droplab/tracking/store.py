@@ -174,9 +174,15 @@ class MlflowTracker(Tracker):
                 found = self.client.get_experiment(found_id)
         # Model development: MLflow 3's UI then opens the experiment on its runs, not GenAI.
         if found.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_DEVELOPMENT:
-            self.client.set_experiment_tag(
-                found.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_DEVELOPMENT
-            )
+            try:
+                self.client.set_experiment_tag(
+                    found.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_DEVELOPMENT
+                )
+            except MlflowException:  # another worker set it first (a server on an RDB
+                # inserts the tag: the second insert of one key fails); fine if it is set
+                again = self.client.get_experiment(found.experiment_id)
+                if again.tags.get(tags.EXPERIMENT_KIND) != tags.MODEL_DEVELOPMENT:
+                    raise
         return str(found.experiment_id)
 
     def start(
