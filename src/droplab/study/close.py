@@ -15,6 +15,7 @@ from droplab import metrics, tags
 from droplab.compare.stats import mean_ci
 from droplab.config.identity import mask_secrets, public_dict
 from droplab.config.schema import Config
+from droplab.study import storage
 from droplab.study.report import write_report
 from droplab.study.trials import best_trials, load_trial_model, top_trials
 from droplab.tracking.runs import failure_reason, log_activations
@@ -71,7 +72,7 @@ def summarize_study(
         raise StudyFailed(f"all {len(new)} trials failed; first: {outcome.failed_now[0]}")
     if parent_id is None:
         return outcome
-    _log_summary(cfg, study, tracker, parent_id, outcome)
+    _log_summary(cfg, study, tracker, parent_id, url)
     outcome.report = _log_report(cfg, outcome)
     tracker.end(parent_id, tags.FINISHED, tags.COMPLETE)
     return outcome
@@ -98,18 +99,23 @@ def _log_summary(
     study: optuna.Study,
     tracker: Tracker,
     parent_id: str,
-    outcome: StudyOutcome,
+    url: str,
 ) -> None:
-    values = {metrics.study_count(state): float(n) for state, n in outcome.counts.items()}
-    best = best_trials(study)
-    if best:
-        for objective, value in zip(cfg.study.objectives, best[0].values, strict=True):
-            values[metrics.study_best(objective)] = value
-        values.update(best_over_seeds(cfg, best[0]))
-        labels = {f"{tags.BEST_PREFIX}{k}": str(v) for k, v in best[0].params.items()}
-        labels[f"{tags.BEST_PREFIX}trial_number"] = str(best[0].number)
-        tracker.set_tags(parent_id, labels)
-    tracker.log_metrics(parent_id, values)
+    # Every worker closes the one parent run. Read the trials and write their summary under
+    # the study's lock: the last writer then has seen at least as many finished trials as any
+    # earlier one (outside it, a worker that counted 99 could write after one that counted 100).
+    with storage.slot_lock(study, url, cfg):
+        counts = _counts(study.get_trials(deepcopy=False))
+        values = {metrics.study_count(state): float(n) for state, n in counts.items()}
+        best = best_trials(study)
+        if best:
+            for objective, value in zip(cfg.study.objectives, best[0].values, strict=True):
+                values[metrics.study_best(objective)] = value
+            values.update(best_over_seeds(cfg, best[0]))
+            labels = {f"{tags.BEST_PREFIX}{k}": str(v) for k, v in best[0].params.items()}
+            labels[f"{tags.BEST_PREFIX}trial_number"] = str(best[0].number)
+            tracker.set_tags(parent_id, labels)
+        tracker.log_metrics(parent_id, values)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
         resolved = public_dict(cfg)
