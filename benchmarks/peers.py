@@ -23,9 +23,10 @@ Variants:
 
 - ``defaults``: each tool as configured above;
 - ``best``: bf16 mixed precision (peers: Lightning ``precision='bf16-mixed'``, Ray
-  ``torch.autocast``; droplab ``train.precision=bf16-mixed``, dropped with a printed reason
-  if this droplab's config refuses the key) and, for droplab, ``study.workers=2`` (Ray runs 2
-  trials at once in every variant; the Lightning peer has no such setting);
+  ``torch.autocast``; droplab ``train.precision=auto``, dropped with a printed reason
+  if this droplab's config refuses the key) and, for droplab, ``study.workers=auto`` (2 workers
+  at full size on 2 cores, 1 at the reduced size; Ray runs 2 trials at once in every variant;
+  the Lightning peer has no such setting);
 - ``equal``: the same work everywhere: a random sampler with a fixed seed (the same points for
   every tool, checked), no pruning, no controls, and the peers also evaluate the training split
   in eval mode each epoch, as droplab does for its honest gap.
@@ -38,6 +39,9 @@ repeats by default (estimated, not yet timed: 30-40 minutes a repeat of the thre
 2 idle cores; the first run also installs Ray, a few minutes)::
 
     .venv/bin/python benchmarks/peers.py --json runs/bench/peers.json
+
+``--reduced`` runs the reduced size, 8 trials x 8 epochs, where each tool's fixed costs
+(start-up, stores, droplab's report and best model) weigh most.
 
 ``--tiny`` (CI) runs 3 trials of 2 epochs on 2,000 rows, the ``defaults`` and ``equal``
 variants (``--variants`` for others), and skips Ray unless its virtualenv already exists.
@@ -65,6 +69,7 @@ from droplab.config.load import load_config
 from droplab.config.paths import study_name, study_storage
 from droplab.config.schema import ConfigError
 from droplab.data.splits import prepare
+from droplab.fit.cores import worker_count
 from droplab.study.storage import open_storage
 
 EXPERIMENT = str(common.REPO / "experiments" / "fraud_dropout_width.yaml")
@@ -74,6 +79,7 @@ RAY_PACKAGES = ("ray[tune]", f"optuna=={metadata.version('optuna')}", "mlflow", 
 VARIANTS = ("defaults", "best", "equal")
 TOOLS = ("droplab", "lightning_optuna", "ray_tune")
 TINY = ["data.rows=2000", "train.epochs=2", "study.n_trials=3"]
+REDUCED = ["study.n_trials=8", "train.epochs=8"]  # where fixed costs weigh most
 BF16 = "train.precision=auto"  # droplab's best: bfloat16 where it pays (wide layers, native bf16)
 SPACE = {"model.dropout": (0.0, 0.8, False), "model.width": (16, 1024, True)}
 
@@ -141,8 +147,8 @@ def ray_python(venv: Path, create: bool) -> tuple[Path | None, str]:
 def droplab_argv(variant: str, sizes: list[str], csv: Path, runs: Path, bf16: bool) -> list[str]:
     argv = [common.PYTHON, "-m", "droplab.cli", "study", EXPERIMENT, "study.seeds=null"]
     argv += [*sizes, *csv_source(csv), f"paths.runs={runs}"]
-    if variant == "best":
-        argv += ["study.workers=2"] + [BF16] * bf16
+    if variant == "best":  # droplab's own choice of workers for this size (2 at full size)
+        argv += ["study.workers=auto"] + [BF16] * bf16
     if variant == "equal":
         argv += ["study.sampler=random", "study.pruner=none", "study.baselines=false"]
     return argv
@@ -212,6 +218,9 @@ class Bench:
         self.outcomes: dict[str, dict[str, list[Outcome]]] = {}
         self.ray: Path | None = None
         self.bf16 = True
+        self.auto_workers = worker_count(
+            load_config(EXPERIMENT, ["study.seeds=null", "study.workers=auto", *sizes])
+        )
 
     def runner(self, variant: str, tool: str) -> Any:
         """A callable for :func:`common.interleaved`: one run, its wall seconds."""
@@ -270,7 +279,9 @@ def rows_of(variant: str, runs: dict[str, list[Outcome]], bench: Bench) -> list[
             ratio = f"**{common.median(paired):.2f}x**"
         name = tool
         if tool == "droplab" and variant == "best":
-            name += " (2 workers" + (", bf16)" if bench.bf16 else "; bf16 refused)")
+            name += f" ({bench.auto_workers} workers" + (
+                ", bf16)" if bench.bf16 else "; bf16 refused)"
+            )
         rows.append(
             [
                 name,
@@ -319,8 +330,11 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=None, help="default: all")
     p.add_argument("--ray-venv", type=Path, default=RAY_VENV, help="created if missing")
     p.add_argument("--no-ray", action="store_true", help="leave the Ray peer out")
+    p.add_argument(
+        "--reduced", action="store_true", help="8 trials x 8 epochs (the fixed costs' share)"
+    )
     args = common.parse(p)
-    sizes = TINY if args.tiny else []
+    sizes = TINY if args.tiny else REDUCED if args.reduced else []
     if args.tiny:
         args.repeats = 1
     if args.variants is None:  # tiny (CI): droplab's 2-worker "best" run is the slow one

@@ -116,14 +116,21 @@ def test_only_a_single_process_on_sqlite_keeps_one_sampler(tmp_path: Path) -> No
     assert shared(one, "postgresql://h/db")
 
 
+MAIN = ("study.n_trials=20", "train.epochs=20")  # the main study's budget
+
+
 @pytest.mark.parametrize(
     ("overrides", "cores", "workers"),
     [
-        ((), 2, 2),  # 20 trials on 2 cores: a 1-thread worker per core
-        (("study.n_trials=4",), 2, 1),  # too few trials to share
-        (("study.n_trials=20",), 16, 5),  # at least 4 trials a worker
-        (("train.threads=2",), 2, 1),  # threads asked for: cores / threads workers
-        (("train.device=cuda",), 2, 1),  # one device
+        (MAIN, 2, 2),  # the main study on 2 cores: a 1-thread worker per core
+        ((*MAIN, "study.n_trials=4"), 2, 1),  # too few trials to share
+        (MAIN, 16, 5),  # at least 4 trials a worker
+        (("study.n_trials=8", "train.epochs=8"), 2, 1),  # too little work for a 2nd process
+        (("study.n_trials=8", "train.epochs=8", "study.seeds=[0,1,2]"), 2, 2),  # 3x the work
+        (("train.epochs=4",), 16, 1),  # 20 x 4 = 80 seed-epochs: one worker's worth
+        (("train.epochs=8",), 16, 2),
+        ((*MAIN, "train.threads=2"), 2, 1),  # threads asked for: cores / threads workers
+        ((*MAIN, "train.device=cuda"), 2, 1),  # one device
     ],
 )
 def test_auto_workers_rule(

@@ -148,7 +148,7 @@ class StudyConfig(Frozen):
     name: str | None = None
     storage: str | None = None
     n_trials: Annotated[int, Field(ge=1)] = 20
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: config/workers.py
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: fit/cores.py
     sampler: Literal["tpe", "random", "qmc", "grid", "gp", "cmaes", "nsga2"] = "tpe"
     pruner: Literal["none", "median", "hyperband", "successive_halving"] = "median"
     objectives: Annotated[Seq[Objective], Field(min_length=1), AfterValidator(_distinct)] = (
