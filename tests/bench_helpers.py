@@ -10,10 +10,13 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
-SHARES = 3  # test_benchmarks.py, test_benchmarks_more.py, test_benchmarks_rest.py
+SHARES = 5  # test_benchmarks.py, _more, _rest, _fourth, _fifth: ~40-90 s of smoke runs each
 
 
 def listed_scripts() -> tuple[str, ...]:
@@ -46,3 +49,14 @@ def runs_tiny_and_prints_its_table(script: str, tmp_path: Path) -> None:
     # its figures are written for run.py, and run.py joins the tables into results.md
     figures = json.loads((tmp_path / f"{script}.json").read_text())
     assert figures["tiny"] is True and figures["table"] in (tmp_path / "results.md").read_text()
+
+
+def smoke_test(index: int) -> Callable[[str, Path], None]:
+    """The test of share ``index``, for its file to bind as ``test_...`` (one per file)."""
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("script", share(index))
+    def test_benchmark_runs_tiny_and_prints_its_table(script: str, tmp_path: Path) -> None:
+        runs_tiny_and_prints_its_table(script, tmp_path)
+
+    return test_benchmark_runs_tiny_and_prints_its_table

@@ -1,15 +1,11 @@
 """The benchmark scripts run end to end on a tiny size and print their tables (not timed).
 
-One third of ``benchmarks/run.py``'s scripts here, the others in ``test_benchmarks_more.py``
-and ``test_benchmarks_rest.py`` (see ``bench_helpers``)."""
+A fifth of ``benchmarks/run.py``'s scripts here, the others in ``test_benchmarks_more.py``,
+``_rest``, ``_fourth`` and ``_fifth`` (see ``bench_helpers``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from .bench_helpers import SHARES, listed_scripts, runs_tiny_and_prints_its_table, share
+from .bench_helpers import SHARES, listed_scripts, share, smoke_test
 
 
 def test_the_shares_cover_every_listed_script_once() -> None:
@@ -17,7 +13,4 @@ def test_the_shares_cover_every_listed_script_once() -> None:
     assert sorted(shared) == sorted(listed_scripts()) and len(set(shared)) == len(shared)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script", share(0))
-def test_benchmark_runs_tiny_and_prints_its_table(script: str, tmp_path: Path) -> None:
-    runs_tiny_and_prints_its_table(script, tmp_path)
+test_benchmark_runs_tiny_and_prints_its_table = smoke_test(0)

@@ -1,15 +1,5 @@
-"""The benchmark scripts run end to end on a tiny size: share 1 of 3 (see ``bench_helpers``)."""
+"""The benchmark scripts run end to end on a tiny size: share 2 of 5 (see ``bench_helpers``)."""
 
-from __future__ import annotations
+from .bench_helpers import smoke_test
 
-from pathlib import Path
-
-import pytest
-
-from .bench_helpers import runs_tiny_and_prints_its_table, share
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("script", share(1))
-def test_benchmark_runs_tiny_and_prints_its_table(script: str, tmp_path: Path) -> None:
-    runs_tiny_and_prints_its_table(script, tmp_path)
+test_benchmark_runs_tiny_and_prints_its_table = smoke_test(1)
