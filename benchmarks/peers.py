@@ -65,7 +65,7 @@ import numpy as np
 import optuna
 
 from droplab.config import Config
-from droplab.config.load import load_config
+from droplab.config.load import load_config, with_overrides
 from droplab.config.paths import study_name, study_storage
 from droplab.config.schema import ConfigError
 from droplab.data.splits import prepare
@@ -218,9 +218,7 @@ class Bench:
         self.outcomes: dict[str, dict[str, list[Outcome]]] = {}
         self.ray: Path | None = None
         self.bf16 = True
-        self.auto_workers = worker_count(
-            load_config(EXPERIMENT, ["study.seeds=null", "study.workers=auto", *sizes])
-        )
+        self.auto_workers = worker_count(with_overrides(cfg, {"study.workers": "auto"}))
 
     def runner(self, variant: str, tool: str) -> Any:
         """A callable for :func:`common.interleaved`: one run, its wall seconds."""
