@@ -30,6 +30,7 @@ SCRIPTS = (
     "arithmetic",
     "short_runs",
     "peers",
+    "stack_cap",
 )
 
 

@@ -11,6 +11,7 @@ from droplab.config.paths import artifact_root, experiment_name, runs_dir, track
 from droplab.config.schema import Config, ConfigError
 from droplab.locks import schema_lock
 from droplab.tracking.store import MlflowTracker, Tracker
+from droplab.tracking.template import seed_sqlite_store
 
 
 def make_tracker(cfg: Config) -> Tracker:
@@ -29,6 +30,8 @@ def make_tracker(cfg: Config) -> Tracker:
         # Processes started together on a fresh store take turns to create it: MLflow's
         # schema migrations fail when several run at once.
         with schema_lock(uri):
+            if uri.startswith("sqlite:///"):  # a new store: a copy, not MLflow's migrations
+                seed_sqlite_store(Path(uri.removeprefix("sqlite:///")))
             return MlflowTracker(uri, experiment_name(cfg), None if remote else artifact_root(cfg))
     except Exception as exc:  # bad URI scheme, driver missing, database refused...
         raise ConfigError(
