@@ -24,7 +24,10 @@ _PER_MEMBER = {
 _SECTIONS = ("seed", "data", "model", "train")
 
 
-STACK_MAX_WIDTH = 256
+# benchmarks/stack_cap.py (AMD EPYC, float32, 2026-12-07): a stack beat its members one by one
+# at every width measured, 1.5x at 64 down to 1.05x at 1024 (3 seeds, 2 threads) and 1.24-1.38x
+# at 256-512 (8 seeds, 1 thread). Wider than the widest measured, members train one by one.
+STACK_MAX_WIDTH = 1024
 
 
 def _shape_key(cfg: Config) -> str:
@@ -72,8 +75,8 @@ def group_stackable(cfgs: Sequence[Config]) -> list[list[int]]:
 def worth_stacking(cfg: Config) -> bool:
     """Whether members of ``cfg``'s shape train faster stacked than one by one, and exactly.
 
-    On CPU, up to width ``STACK_MAX_WIDTH`` (``benchmarks/vectorized.py``: past it each
-    member's GEMMs dominate and one stack saves little). Not on CUDA, where stacked members
+    On CPU, up to width ``STACK_MAX_WIDTH`` (the widest measured; the saving shrinks with
+    width, as each member's products come to dominate). Not on CUDA, where stacked members
     would draw other dropout masks than ``fit`` and so not replay.
     """
     on_cpu = cfg.train.device == "cpu" or (
