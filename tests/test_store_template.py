@@ -64,3 +64,20 @@ def test_an_unwritable_cache_leaves_the_migration_to_mlflow(
     run = tracker.start("a run", "train", {}, None)
     tracker.end(run, "FINISHED", "finished")
     assert _rows(database, "SELECT COUNT(*) FROM runs") == [(1,)]
+
+
+def test_a_damaged_template_is_made_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DROPLAB_CACHE", str(cache))
+    assert seed_sqlite_store(tmp_path / "first.db")
+    (template,) = cache.glob("mlflow-*-store.db")
+    template.write_bytes(b"not a database")
+    # the next new store is whole all the same, and the template is an empty store again
+    database = tmp_path / "runs" / "mlflow.db"
+    database.parent.mkdir()
+    assert seed_sqlite_store(database)
+    assert _rows(template, "SELECT COUNT(*) FROM experiments") == [(0,)]
+    tracker = make_tracker(tiny_config(tmp_path, "paths.runs=" + str(database.parent)))
+    run = tracker.start("a run", "train", {}, None)
+    tracker.end(run, "FINISHED", "finished")
+    assert _rows(database, "SELECT COUNT(*) FROM runs") == [(1,)]

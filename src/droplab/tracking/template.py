@@ -47,13 +47,26 @@ def seed_sqlite_store(database: Path) -> bool:
 def _template() -> Path:
     folder = cache_dir()
     template = folder / f"mlflow-{metadata.version('mlflow')}-store.db"
-    if not template.exists():
+    if not _empty_store(template):
         with file_lock(folder / f".{template.name}.lock"):
-            if not template.exists():
+            if not _empty_store(template):  # missing, or damaged since: made again
                 with _partial(template) as partial:
                     _migrate(partial)
                     os.replace(partial, template)
     return template
+
+
+def _empty_store(path: Path) -> bool:
+    """Whether ``path`` is a migrated MLflow store without experiments (a template)."""
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            versions = db.execute("SELECT version_num FROM alembic_version").fetchall()
+            experiments = db.execute("SELECT COUNT(*) FROM experiments").fetchone()
+    except sqlite3.Error:
+        return False
+    return len(versions) == 1 and experiments == (0,)
 
 
 def _migrate(path: Path) -> None:
