@@ -39,8 +39,8 @@ def seed_sqlite_store(database: Path) -> bool:
         return False
     try:
         _copy_atomically(_template(), database)
-    except (OSError, sqlite3.Error):  # no writable cache: MLflow migrates the store itself
-        return False
+    except Exception:  # noqa: BLE001 - no writable cache, no home, a failed migration: MLflow
+        return False  # then migrates the store itself, and reports its own error if it fails
     return True
 
 
