@@ -119,6 +119,21 @@ def interleaved(
     return seconds
 
 
+def timed(run: Callable[[], Any], out: list[Any] | None = None) -> Callable[[], float]:
+    """A variant for :func:`interleaved`: the seconds of one call of ``run``; with ``out``,
+    its result is kept there (``out[:] = [result]``, the last repeat's)."""
+
+    def once() -> float:
+        start = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - start
+        if out is not None:
+            out[:] = [result]
+        return seconds
+
+    return once
+
+
 def paired_ratios(num: Sequence[float], den: Sequence[float]) -> list[float]:
     """Ratios of runs taken side by side (repeat i of one over repeat i of the other)."""
     return [a / b for a, b in zip(num, den, strict=True)]

@@ -14,8 +14,7 @@ interleaved, and checks each way's histories equal the one-by-one fits' bit for 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import common
@@ -43,29 +42,19 @@ def members(args: Any, width: int, precision: str) -> list[Config]:
     return [load_config(None, [*base, f"seed={s}"]) for s in range(args.members)]
 
 
-def timed(run: Callable[[], Sequence[Any]], out: list[Sequence[Any]]) -> Callable[[], float]:
-    """A variant for :func:`common.interleaved` that keeps its last results in ``out``."""
-
-    def once() -> float:
-        start = time.perf_counter()
-        out[:] = [run()]
-        return time.perf_counter() - start
-
-    return once
-
-
 def measure(args: Any, width: int, precision: str) -> dict[str, Any]:
     cfgs = members(args, width, precision)
     data: list[Dataset | None] = [prepare(c.data, c.seed) for c in cfgs]
     results: dict[str, list[Sequence[Any]]] = {"one by one": [], "lockstep": [], "stacked": []}
     variants = {
-        "one by one": timed(
+        "one by one": common.timed(
             lambda: [fit(c, d) for c, d in zip(cfgs, data, strict=True)], results["one by one"]
         ),
-        "lockstep": timed(lambda: fit_lockstep(cfgs, data=data), results["lockstep"]),
+        "lockstep": common.timed(lambda: fit_lockstep(cfgs, data=data), results["lockstep"]),
     }
     if can_stack(cfgs):  # float32 (bfloat16 has no exact stack)
-        variants["stacked"] = timed(lambda: fit_members(cfgs, data=data), results["stacked"])
+        stacked = results["stacked"]
+        variants["stacked"] = common.timed(lambda: fit_members(cfgs, data=data), stacked)
     seconds = common.interleaved(variants, args.repeats, quiet=not args.no_wait)
     alone = [r.history for r in results["one by one"][0]]
     row: dict[str, Any] = {

@@ -15,7 +15,6 @@ speed-up is the median of the per-repeat ratios.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
 import common
@@ -51,25 +50,18 @@ def identical(cfgs: list[Config], data: list[Dataset]) -> bool:
     return all(s.history == a.history for s, a in zip(stacked, alone, strict=True))
 
 
-def timed(run: Callable[[], Any]) -> Callable[[], float]:
-    def once() -> float:
-        import time
-
-        start = time.perf_counter()
-        run()
-        return time.perf_counter() - start
-
-    return once
-
-
 def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
     cfgs = members(rows, args.width, args.epochs, args.threads, args.members)
     data = [prepare(c.data, c.seed) for c in cfgs]
     same = identical(cfgs, data)
+
+    def one_by_one() -> list[Any]:
+        return [fit(c, d) for c, d in zip(cfgs, data, strict=True)]
+
     seconds = common.interleaved(
         {
-            "sequential": timed(lambda: [fit(c, d) for c, d in zip(cfgs, data, strict=True)]),
-            "stacked": timed(lambda: fit_members(cfgs, data=data)),
+            "sequential": common.timed(one_by_one),
+            "stacked": common.timed(lambda: fit_members(cfgs, data=data)),
         },
         args.repeats,
         quiet=not args.no_wait,

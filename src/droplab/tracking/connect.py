@@ -31,7 +31,7 @@ def make_tracker(cfg: Config) -> Tracker:
         # schema migrations fail when several run at once.
         with schema_lock(uri):
             if uri.startswith("sqlite:///"):  # a new store: a copy, not MLflow's migrations
-                seed_sqlite_store(Path(uri.removeprefix("sqlite:///")))
+                seed_sqlite_store(Path(uri.removeprefix("sqlite:///").split("?")[0]))
             return MlflowTracker(uri, experiment_name(cfg), None if remote else artifact_root(cfg))
     except Exception as exc:  # bad URI scheme, driver missing, database refused...
         raise ConfigError(
